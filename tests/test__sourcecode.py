@@ -1,0 +1,192 @@
+"""Lint, type and packaging checks, run as part of the test suite.
+
+Each tool runs as ``sys.executable -m <tool>`` over the repository's source files
+(found from this file's location, never from the installed package), so a lint or
+typing regression fails CI like any other test. Without a tool the check is
+skipped locally, and fails when ``ZENMON_CI`` is set (``.ci/run`` sets it).
+
+The packaging test builds the sdist and a wheel from it in a copy of the
+repository and checks what each one carries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Python trees that ruff checks (those that exist).
+RUFF_PATHS = ("zenmon", "tests", "bench", "ci")
+# Cython sources that cython-lint checks.
+CYTHON_GLOBS = ("zenmon/*.pyx", "zenmon/*.pxd", "zenmon/*.pxi")
+MAX_LINE_LENGTH = "100"  # also line-length in ruff.toml
+
+
+def require(module: str) -> None:
+    """Skip (or fail under CI) when the tool module ``module`` is not installed."""
+    if importlib.util.find_spec(module) is None:
+        message = f"{module} is not installed (it is in the [test] extra)"
+        if os.environ.get("ZENMON_CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def run_tool(
+    name: str, args: list[str], *, timeout: float = 300, env: dict[str, str] | None = None
+) -> None:
+    """Run ``args`` from the repository root and fail with the tool's output on error."""
+    proc = subprocess.run(
+        args,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    if proc.returncode != 0:
+        output = "\n".join(part for part in (proc.stdout, proc.stderr) if part.strip())
+        pytest.fail(f"{name} failed (exit {proc.returncode}):\n{output}", pytrace=False)
+
+
+def test_ruff() -> None:
+    require("ruff")
+    config = ROOT / "ruff.toml"
+    assert config.is_file(), f"missing {config}"
+    paths = [p for p in RUFF_PATHS if (ROOT / p).is_dir()]
+    run_tool(
+        "ruff",
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(config),
+         "--output-format", "concise", *paths],
+    )
+
+
+def test_cython_lint() -> None:
+    require("cython_lint")
+    files = sorted(str(p.relative_to(ROOT)) for g in CYTHON_GLOBS for p in ROOT.glob(g))
+    assert "zenmon/_core.pyx" in files, "zenmon/_core.pyx not found"
+    run_tool(
+        "cython-lint",
+        [sys.executable, "-m", "cython_lint.cython_lint",
+         "--max-line-length", MAX_LINE_LENGTH, *files],
+    )
+
+
+def test_mypy(tmp_path: Path) -> None:
+    """Type-check the package (with the ``_core.pyi`` stub) and a typed use of the API.
+
+    ``tests/typing_check.py`` is never run; it exists for mypy, and uses
+    ``assert_type`` so that an unannotated public name (``Any``) fails here.
+    """
+    require("mypy")
+    assert (ROOT / "zenmon" / "_core.pyi").is_file(), "zenmon/_core.pyi not found"
+    assert (ROOT / "zenmon" / "py.typed").is_file(), "zenmon/py.typed not found"
+    # The source tree, not an installed zenmon, must answer `import zenmon`.
+    env = dict(os.environ, MYPYPATH=str(ROOT))
+    run_tool(
+        "mypy",
+        [sys.executable, "-m", "mypy",
+         "--python-version", "3.10",
+         "--cache-dir", str(tmp_path / "mypy-cache"),
+         "--strict-equality", "--warn-unused-ignores", "--warn-redundant-casts",
+         "--show-error-codes", "--no-color-output",
+         # msgpack ships no annotations; its names read as Any rather than as errors.
+         "--disable-error-code", "import-untyped",
+         # The package directory (as `-p zenmon` would, but mypy cannot mix -p with files).
+         "zenmon", "tests/typing_check.py"],
+        env=env,
+    )
+
+
+def copy_source_tree(dest: Path) -> None:
+    """Copy the files git would put in a commit (tracked plus untracked, not ignored)."""
+    try:
+        listing = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT, capture_output=True, check=True, timeout=60,
+        ).stdout.decode()
+        names = [n for n in listing.split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):
+        names = []
+    if names:
+        for name in names:
+            src = ROOT / name
+            if src.is_file():  # tracked but deleted in the work tree: skip
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / name)
+    else:
+        # Not a git checkout (an unpacked sdist, say): copy without build products.
+        shutil.copytree(
+            ROOT, dest, dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns(
+                ".git", "build", "dist", "*.egg-info", "__pycache__", "*.so", "*.pyd",
+                "*.c", "*.cpp", "*.html", ".*_cache", ".benchmarks", ".hypothesis",
+            ),
+        )
+
+
+@pytest.mark.timeout(600)
+def test_sdist_and_wheel(tmp_path: Path) -> None:
+    """``python -m build`` (sdist, then a wheel from that sdist) ships the right files.
+
+    Runs in a copy of the repository: setuptools writes build/ and *.egg-info into
+    the tree it builds. Needs PyPI for the isolated build environment.
+    """
+    require("build")
+    source = tmp_path / "source"
+    outdir = tmp_path / "dist"
+    source.mkdir()
+    copy_source_tree(source)
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(outdir), str(source)],
+        cwd=source, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=580,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"python -m build failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}",
+            pytrace=False,
+        )
+
+    (sdist,) = outdir.glob("zenmon-*.tar.gz")
+    (wheel,) = outdir.glob("zenmon-*.whl")
+
+    with zipfile.ZipFile(wheel) as zf:
+        wheel_names = set(zf.namelist())
+    generated = sorted(n for n in wheel_names if n.endswith((".c", ".cpp", ".html")))
+    assert not generated, f"generated sources in the wheel: {generated}"
+    for name in ("zenmon/__init__.py", "zenmon/_core.pyi", "zenmon/py.typed"):
+        assert name in wheel_names, f"{name} missing from {wheel.name}"
+    assert any(
+        n.startswith("zenmon/_core.") and n.endswith((".so", ".pyd")) for n in wheel_names
+    ), f"compiled zenmon._core missing from {wheel.name}"
+
+    with tarfile.open(sdist) as tf:
+        # Members are "zenmon-<version>/<path>": drop the top directory.
+        sdist_names = {m.name.partition("/")[2] for m in tf.getmembers() if m.isfile()}
+    for name in (
+        "pyproject.toml", "setup.py", "MANIFEST.in", "README.md",
+        "zenmon/_core.pyx", "zenmon/_core.pxd", "zenmon/_core.pyi", "zenmon/py.typed",
+        "tests/test__sourcecode.py", "tests/typing_check.py",
+    ):
+        assert name in sdist_names, f"{name} missing from {sdist.name}"
+    cython_in_tree = {
+        str(p.relative_to(source))
+        for pattern in (*CYTHON_GLOBS, "zenmon/*.h", "zenmon/*.pyi")
+        for p in source.glob(pattern)
+    }
+    missing = sorted(cython_in_tree - sdist_names)
+    assert not missing, f"missing from {sdist.name}: {missing}"
+    generated = sorted(
+        n for n in sdist_names if n.endswith((".c", ".cpp", ".html", ".so", ".pyd"))
+    )
+    assert not generated, f"generated files in the sdist: {generated}"

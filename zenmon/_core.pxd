@@ -1,0 +1,123 @@
+# cython: language_level=3
+"""Table of contents of zenmon's hot path: every cdef class, field and method."""
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+
+
+cdef enum:
+    NIL = 0xFFFFFFFF          # "no slot" in every intrusive list
+    STATE_FREE = 0
+    STATE_LIVE = 1            # linked into its target's list
+    STATE_FIRED = 2           # DOWN queued in the dispatcher, not yet delivered
+    FLAG_BY_NAME = 4          # monitor made by registered name
+    OP_UNSUBSCRIBE_BIT = 63   # bit set on a queued connector instruction
+    NAME_KEY_BIT = 62         # remote target key that stands for a registered name
+
+
+ctypedef struct MonitorRecord:
+    uint32_t gen              # bumped on free: a ref is (gen << 32 | slot)
+    uint32_t subscriber       # process slot of the watcher
+    uint32_t target           # target slot while LIVE
+    uint32_t t_prev
+    uint32_t t_next
+    uint32_t s_prev
+    uint32_t s_next
+    uint32_t flags            # state | FLAG_BY_NAME
+
+
+ctypedef struct TargetRecord:
+    uint64_t key              # pid id (local or remote) or remote name key
+    uint32_t conn             # 0: this node; n: connector n
+    uint32_t head             # first monitor record, NIL when free (then: next free)
+
+
+ctypedef struct ProcessRecord:
+    uint32_t gen              # a pid id is (gen << 32 | slot)
+    uint32_t alive
+    uint32_t watch_head       # monitors this process holds (as subscriber)
+    uint32_t proxy_head       # subscriptions of remote peers on this process
+
+
+ctypedef struct SubscriptionRecord:
+    uint64_t peer_key         # the key the peer used: pid id or its name key
+    uint32_t peer             # peer index; NIL when free
+    uint32_t next             # next subscription on the same process (or next free)
+
+
+ctypedef struct QueuedDown:
+    uint64_t ref
+    void *death               # owned reference to (pid, reason, name_pid)
+
+
+ctypedef struct DeathCertificate:
+    uint64_t peer_key
+    void *reason              # owned reference to the truncated reason
+
+
+cdef class Pid:
+    cdef readonly str node
+    cdef readonly uint64_t incarnation
+    cdef readonly uint64_t id
+    @staticmethod
+    cdef Pid new(str node, uint64_t incarnation, uint64_t id)
+
+
+cdef class IdQueue:
+    cdef uint64_t *items
+    cdef size_t capacity, head, length
+    cdef int push(self, uint64_t value) except -1
+    cdef bytes take_bytes(self, size_t max_n)
+
+
+cdef class DeathQueue:
+    cdef QueuedDown *items
+    cdef size_t capacity, head, length
+    cdef int push(self, uint64_t ref, object death) except -1
+
+
+cdef class Batcher:
+    cdef DeathCertificate *items
+    cdef size_t capacity, head, length
+    cdef readonly uint64_t enqueued
+    cdef int push(self, uint64_t peer_key, object reason) except -1
+
+
+cdef class Core:
+    cdef MonitorRecord *monitors
+    cdef uint32_t monitors_cap, monitors_top, monitors_free, monitors_live
+    cdef TargetRecord *targets
+    cdef uint32_t targets_cap, targets_top, targets_free, targets_live
+    cdef uint32_t *target_index
+    cdef uint64_t target_index_mask
+    cdef ProcessRecord *processes
+    cdef uint32_t processes_cap, processes_top, processes_free, processes_live
+    cdef SubscriptionRecord *subscriptions
+    cdef uint32_t subscriptions_cap, subscriptions_top, subscriptions_free
+    cdef uint32_t subscriptions_live
+    cdef uint32_t *stamps
+    cdef uint64_t *conn_targets     # distinct targets per connector (0: local)
+    cdef uint32_t conn_cap
+    cdef uint32_t stamp
+    cdef readonly DeathQueue downs
+    cdef list connector_queues
+    cdef list batchers
+    cdef list deliver
+    cdef object down_type
+    cdef public object tuple_new
+    cdef readonly uint64_t n_monitor, n_demonitor, n_enqueue, n_connector_enqueue
+    cdef readonly uint64_t n_delivered, n_processed, n_batches, n_batcher_enqueue
+    cdef readonly uint64_t n_batch_length
+
+    cdef uint32_t monitor_alloc(self) except? NIL
+    cdef void monitor_free(self, uint32_t slot) noexcept
+    cdef uint32_t target_find(self, uint32_t conn, uint64_t key) noexcept
+    cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? NIL
+    cdef void target_remove(self, uint32_t t) noexcept
+    cdef int target_index_grow(self) except -1
+    cdef void unlink_from_target(self, uint32_t m) noexcept
+    cdef void unlink_from_subscriber(self, uint32_t m) noexcept
+    cdef int release_target_if_empty(self, uint32_t t) except -1
+    cdef uint32_t process_slot(self, uint64_t pid_id) noexcept
+    cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1
+    cdef int enqueue_connector(self, uint32_t conn, uint64_t value) except -1
+    cdef void subscription_free(self, uint32_t q) noexcept

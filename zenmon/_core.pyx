@@ -1,0 +1,793 @@
+# cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
+# cython: cdivision=True
+"""zenmon's hot path: C-level tables, queues and the dispatcher's delivery loop.
+
+Private. The public API is the Python layer in ``zenmon/*.py``; this module holds
+state and loops. All ``Core`` methods that Python calls run inside a critical
+section on the Core object: a no-op on GIL builds (where the GIL makes each call
+atomic, since the loops call no Python code that could release it, apart from
+``deque.append`` on inboxes), a per-object lock on free-threaded builds.
+"""
+
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memcpy
+
+cdef extern from "<endian.h>" nogil:
+    uint64_t htole64(uint64_t)
+    uint64_t le64toh(uint64_t)
+    uint32_t htole32(uint32_t)
+    uint32_t le32toh(uint32_t)
+
+
+include "_pid.pxi"
+include "_queues.pxi"
+
+
+cdef uint64_t LOW32 = 0xFFFFFFFF
+cdef uint64_t UNSUBSCRIBE = (<uint64_t>1) << OP_UNSUBSCRIBE_BIT
+cdef uint64_t NAME_KEY = (<uint64_t>1) << NAME_KEY_BIT
+
+#: Key bits exported for the Python layer (wire ops and name keys).
+UNSUBSCRIBE_FLAG = UNSUBSCRIBE
+NAME_KEY_FLAG = NAME_KEY
+NO_SUBSCRIBER = 0        # Core.monitor: the watching process is dead
+TARGET_DEAD = 1          # Core.monitor: the local target is dead (caller sends noproc)
+
+
+cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
+    # splitmix64 finaliser: sequential ids spread over the whole index
+    x ^= x >> 30
+    x *= <uint64_t>0xbf58476d1ce4e5b9
+    x ^= x >> 27
+    x *= <uint64_t>0x94d049bb133111eb
+    x ^= x >> 31
+    return x
+
+
+cdef inline uint64_t target_hash(uint32_t conn, uint64_t key) noexcept nogil:
+    return mix64(key ^ (<uint64_t>conn * <uint64_t>0x9E3779B97F4A7C15))
+
+
+cdef inline void *grow_slab(void *items, size_t item_size, uint32_t *capacity) except NULL:
+    cdef uint64_t cap = <uint64_t>capacity[0] * 2 if capacity[0] else 1024
+    cdef void *fresh
+    if cap >= NIL:
+        raise MemoryError("zenmon table is full (2**32 - 1 entries)")
+    fresh = PyMem_Realloc(items, cap * item_size)
+    if fresh is NULL:
+        raise MemoryError()
+    capacity[0] = <uint32_t>cap
+    return fresh
+
+
+@cython.final
+cdef class Core:
+    """All of a node's tables, behind one critical section.
+
+    Invariants:
+    - a monitor record is FREE (on the free list), LIVE (in its target's list and its
+      subscriber's list) or FIRED (in its subscriber's list, its DOWN queued once in
+      ``downs``); freeing bumps its generation, so a queued DOWN or an old ref that
+      names a freed record is recognised as stale;
+    - a target record exists exactly while at least one LIVE monitor points at it;
+      for a remote target (conn > 0) its creation queued a subscribe and its removal
+      (other than by death) an unsubscribe on that connector's queue;
+    - a process record is alive until ``process_exit``; its proxy list holds one
+      subscription per (peer, peer key).
+    """
+
+    def __cinit__(self):
+        self.monitors = NULL
+        self.targets = NULL
+        self.target_index = NULL
+        self.processes = NULL
+        self.subscriptions = NULL
+        self.stamps = NULL
+        self.conn_targets = NULL
+        self.conn_cap = 0
+        self.monitors_cap = self.monitors_top = self.monitors_live = 0
+        self.targets_cap = self.targets_top = self.targets_live = 0
+        self.processes_cap = self.processes_top = self.processes_live = 0
+        self.subscriptions_cap = self.subscriptions_top = self.subscriptions_live = 0
+        self.monitors_free = self.targets_free = self.processes_free = NIL
+        self.subscriptions_free = NIL
+        self.stamp = 0
+        self.target_index_mask = 0
+
+    def __init__(self, down_type):
+        self.downs = DeathQueue()
+        self.connector_queues = [None]     # connector 0 is this node
+        self.batchers = []
+        self.deliver = []
+        self.down_type = down_type
+        self.tuple_new = tuple.__new__
+        self.target_index = <uint32_t *>PyMem_Malloc(1024 * sizeof(uint32_t))
+        if self.target_index is NULL:
+            raise MemoryError()
+        for i in range(1024):
+            self.target_index[i] = 0
+        self.target_index_mask = 1023
+        self.conn_targets = <uint64_t *>PyMem_Malloc(16 * sizeof(uint64_t))
+        if self.conn_targets is NULL:
+            raise MemoryError()
+        self.conn_cap = 16
+        self.conn_targets[0] = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.monitors)
+        PyMem_Free(self.targets)
+        PyMem_Free(self.target_index)
+        PyMem_Free(self.processes)
+        PyMem_Free(self.subscriptions)
+        PyMem_Free(self.stamps)
+        PyMem_Free(self.conn_targets)
+
+    # ------------------------------------------------------------------ slabs
+
+    cdef uint32_t monitor_alloc(self) except? NIL:
+        cdef uint32_t m
+        if self.monitors_free != NIL:
+            m = self.monitors_free
+            self.monitors_free = self.monitors[m].t_next
+        else:
+            if self.monitors_top == self.monitors_cap:
+                self.monitors = <MonitorRecord *>grow_slab(
+                    self.monitors, sizeof(MonitorRecord), &self.monitors_cap)
+            m = self.monitors_top
+            self.monitors_top += 1
+            self.monitors[m].gen = 1
+        self.monitors_live += 1
+        return m
+
+    cdef void monitor_free(self, uint32_t m) noexcept:
+        cdef MonitorRecord *rec = &self.monitors[m]
+        rec.gen += 1
+        if rec.gen == 0:
+            rec.gen = 1
+        rec.flags = STATE_FREE
+        rec.t_next = self.monitors_free
+        self.monitors_free = m
+        self.monitors_live -= 1
+
+    cdef uint32_t target_find(self, uint32_t conn, uint64_t key) noexcept:
+        cdef uint64_t i = target_hash(conn, key) & self.target_index_mask
+        cdef uint32_t t
+        while True:
+            t = self.target_index[i]
+            if t == 0:
+                return NIL
+            t -= 1
+            if self.targets[t].key == key and self.targets[t].conn == conn:
+                return t
+            i = (i + 1) & self.target_index_mask
+
+    cdef int target_index_grow(self) except -1:
+        cdef uint64_t size = (self.target_index_mask + 1) * 2, i, j
+        cdef uint32_t *fresh = <uint32_t *>PyMem_Malloc(size * sizeof(uint32_t))
+        cdef uint32_t t
+        if fresh is NULL:
+            raise MemoryError()
+        for i in range(size):
+            fresh[i] = 0
+        for i in range(self.target_index_mask + 1):
+            t = self.target_index[i]
+            if t:
+                j = target_hash(self.targets[t - 1].conn, self.targets[t - 1].key) & (size - 1)
+                while fresh[j]:
+                    j = (j + 1) & (size - 1)
+                fresh[j] = t
+        PyMem_Free(self.target_index)
+        self.target_index = fresh
+        self.target_index_mask = size - 1
+        return 0
+
+    cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? NIL:
+        cdef uint32_t t
+        cdef uint64_t i
+        if (<uint64_t>self.targets_live + 1) * 2 > self.target_index_mask + 1:
+            self.target_index_grow()
+        if self.targets_free != NIL:
+            t = self.targets_free
+            self.targets_free = self.targets[t].head
+        else:
+            if self.targets_top == self.targets_cap:
+                self.targets = <TargetRecord *>grow_slab(
+                    self.targets, sizeof(TargetRecord), &self.targets_cap)
+            t = self.targets_top
+            self.targets_top += 1
+        self.targets[t].key = key
+        self.targets[t].conn = conn
+        self.targets[t].head = NIL
+        i = target_hash(conn, key) & self.target_index_mask
+        while self.target_index[i]:
+            i = (i + 1) & self.target_index_mask
+        self.target_index[i] = t + 1
+        self.targets_live += 1
+        self.conn_targets[conn] += 1
+        return t
+
+    cdef void target_remove(self, uint32_t t) noexcept:
+        # linear probing with backward-shift deletion: no tombstones
+        cdef uint64_t mask = self.target_index_mask
+        cdef uint64_t i = target_hash(self.targets[t].conn, self.targets[t].key) & mask
+        cdef uint64_t j, k
+        cdef uint32_t u
+        while self.target_index[i] != t + 1:
+            i = (i + 1) & mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            u = self.target_index[j]
+            if u == 0:
+                break
+            k = target_hash(self.targets[u - 1].conn, self.targets[u - 1].key) & mask
+            if (j > i and (k <= i or k > j)) or (j < i and (k <= i and k > j)):
+                self.target_index[i] = u
+                i = j
+        self.target_index[i] = 0
+        self.conn_targets[self.targets[t].conn] -= 1
+        self.targets[t].conn = NIL
+        self.targets[t].head = self.targets_free
+        self.targets_free = t
+        self.targets_live -= 1
+
+    cdef void unlink_from_target(self, uint32_t m) noexcept:
+        cdef MonitorRecord *rec = &self.monitors[m]
+        if rec.t_prev != NIL:
+            self.monitors[rec.t_prev].t_next = rec.t_next
+        else:
+            self.targets[rec.target].head = rec.t_next
+        if rec.t_next != NIL:
+            self.monitors[rec.t_next].t_prev = rec.t_prev
+
+    cdef void unlink_from_subscriber(self, uint32_t m) noexcept:
+        cdef MonitorRecord *rec = &self.monitors[m]
+        if rec.s_prev != NIL:
+            self.monitors[rec.s_prev].s_next = rec.s_next
+        else:
+            self.processes[rec.subscriber].watch_head = rec.s_next
+        if rec.s_next != NIL:
+            self.monitors[rec.s_next].s_prev = rec.s_prev
+
+    cdef int release_target_if_empty(self, uint32_t t) except -1:
+        cdef TargetRecord *target = &self.targets[t]
+        if target.head != NIL:
+            return 0
+        if target.conn:
+            self.enqueue_connector(target.conn, target.key | UNSUBSCRIBE)
+        self.target_remove(t)
+        return 0
+
+    cdef int enqueue_connector(self, uint32_t conn, uint64_t value) except -1:
+        (<IdQueue>self.connector_queues[conn]).push(value)
+        self.n_connector_enqueue += 1
+        return 0
+
+    cdef uint32_t process_slot(self, uint64_t pid_id) noexcept:
+        cdef uint32_t slot = <uint32_t>(pid_id & LOW32)
+        if (slot < self.processes_top and self.processes[slot].alive
+                and self.processes[slot].gen == <uint32_t>(pid_id >> 32)):
+            return slot
+        return NIL
+
+    cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1:
+        """Queue one DOWN per monitor of target t (sharing `death`), then drop t."""
+        cdef uint32_t m = self.targets[t].head
+        cdef MonitorRecord *rec
+        cdef Py_ssize_t n = 0
+        while m != NIL:
+            rec = &self.monitors[m]
+            rec.flags = STATE_FIRED | (rec.flags & FLAG_BY_NAME)
+            self.downs.push((<uint64_t>rec.gen << 32) | m, death)
+            n += 1
+            m = rec.t_next
+        self.targets[t].head = NIL
+        self.target_remove(t)
+        self.n_enqueue += n
+        self.n_batches += 1
+        self.n_batch_length = n
+        return n
+
+    # -------------------------------------------------------------- processes
+
+    def process_new(self, deliver):
+        """Allocate a live process slot; `deliver` appends to its inbox. -> pid id."""
+        cdef uint32_t slot
+        cdef ProcessRecord *proc
+        with cython.critical_section(self):
+            if self.processes_free != NIL:
+                slot = self.processes_free
+                self.processes_free = self.processes[slot].proxy_head
+                self.deliver[slot] = deliver
+            else:
+                if self.processes_top == self.processes_cap:
+                    self.processes = <ProcessRecord *>grow_slab(
+                        self.processes, sizeof(ProcessRecord), &self.processes_cap)
+                    self.stamps = <uint32_t *>PyMem_Realloc(
+                        self.stamps, self.processes_cap * sizeof(uint32_t))
+                    if self.stamps is NULL:
+                        raise MemoryError()
+                slot = self.processes_top
+                self.processes_top += 1
+                self.processes[slot].gen = 1
+                self.stamps[slot] = 0
+                self.deliver.append(deliver)
+            proc = &self.processes[slot]
+            proc.alive = 1
+            proc.watch_head = NIL
+            proc.proxy_head = NIL
+            self.processes_live += 1
+            return (<uint64_t>proc.gen << 32) | slot
+
+    def is_alive(self, uint64_t pid_id):
+        """True while the process with this id has not exited."""
+        return self.process_slot(pid_id) != NIL
+
+    def process_exit(self, uint64_t pid_id, object death, object reason):
+        """Kill a process: fire monitors on it, drop its own, notify remote peers.
+
+        `death` is (pid, reason, name_pid or None) shared by its DOWNs; `reason` the
+        truncated reason for the batchers. Returns the number of DOWNs queued, or -1
+        when the process was already dead.
+        """
+        cdef uint32_t slot, t, m, nxt, q
+        cdef Py_ssize_t fired = 0
+        cdef SubscriptionRecord *sub
+        with cython.critical_section(self):
+            slot = self.process_slot(pid_id)
+            if slot == NIL:
+                return -1
+            t = self.target_find(0, pid_id)
+            if t != NIL:
+                fired = self.fire_target(t, death)
+            m = self.processes[slot].watch_head
+            while m != NIL:
+                nxt = self.monitors[m].s_next
+                if self.monitors[m].flags & 3 == STATE_LIVE:
+                    t = self.monitors[m].target
+                    self.unlink_from_target(m)
+                    self.release_target_if_empty(t)
+                self.monitor_free(m)
+                m = nxt
+            self.processes[slot].watch_head = NIL
+            q = self.processes[slot].proxy_head
+            while q != NIL:
+                sub = &self.subscriptions[q]
+                nxt = sub.next
+                (<Batcher>self.batchers[sub.peer]).push(sub.peer_key, reason)
+                self.n_batcher_enqueue += 1
+                self.subscription_free(q)
+                q = nxt
+            self.processes[slot].alive = 0
+            self.processes[slot].gen += 1
+            if self.processes[slot].gen == 0:
+                self.processes[slot].gen = 1
+            self.processes[slot].proxy_head = self.processes_free
+            self.processes_free = slot
+            self.deliver[slot] = None
+            self.processes_live -= 1
+            return fired
+
+    # --------------------------------------------------------------- monitors
+
+    def monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key, bint by_name):
+        """Record a monitor of (conn, key) held by `subscriber`. -> ref.
+
+        Returns NO_SUBSCRIBER when the subscriber is dead and TARGET_DEAD when a local
+        target (conn 0) is not alive; a first monitor of a remote target queues a
+        subscribe on its connector.
+        """
+        cdef uint32_t s, t, m
+        cdef MonitorRecord *rec
+        cdef ProcessRecord *proc
+        with cython.critical_section(self):
+            s = self.process_slot(subscriber)
+            if s == NIL:
+                return NO_SUBSCRIBER
+            if conn == 0 and self.process_slot(key) == NIL:
+                return TARGET_DEAD
+            t = self.target_find(conn, key)
+            if t == NIL:
+                t = self.target_add(conn, key)
+                if conn:
+                    self.enqueue_connector(conn, key)
+            m = self.monitor_alloc()
+            rec = &self.monitors[m]
+            rec.subscriber = s
+            rec.target = t
+            rec.flags = STATE_LIVE | (FLAG_BY_NAME if by_name else 0)
+            rec.t_prev = NIL
+            rec.t_next = self.targets[t].head
+            if rec.t_next != NIL:
+                self.monitors[rec.t_next].t_prev = m
+            self.targets[t].head = m
+            proc = &self.processes[s]
+            rec.s_prev = NIL
+            rec.s_next = proc.watch_head
+            if rec.s_next != NIL:
+                self.monitors[rec.s_next].s_prev = m
+            proc.watch_head = m
+            self.n_monitor += 1
+            return (<uint64_t>rec.gen << 32) | m
+
+    def monitor_fired(self, uint64_t subscriber, object death, bint by_name):
+        """Record a monitor whose DOWN is due at once (noproc, nodedown). -> ref or 0."""
+        cdef uint32_t s, m
+        cdef MonitorRecord *rec
+        cdef ProcessRecord *proc
+        cdef uint64_t ref
+        with cython.critical_section(self):
+            s = self.process_slot(subscriber)
+            if s == NIL:
+                return NO_SUBSCRIBER
+            m = self.monitor_alloc()
+            rec = &self.monitors[m]
+            rec.subscriber = s
+            rec.target = NIL
+            rec.flags = STATE_FIRED | (FLAG_BY_NAME if by_name else 0)
+            proc = &self.processes[s]
+            rec.s_prev = NIL
+            rec.s_next = proc.watch_head
+            if rec.s_next != NIL:
+                self.monitors[rec.s_next].s_prev = m
+            proc.watch_head = m
+            ref = (<uint64_t>rec.gen << 32) | m
+            self.downs.push(ref, death)
+            self.n_monitor += 1
+            self.n_enqueue += 1
+            return ref
+
+    def demonitor(self, uint64_t subscriber, uint64_t ref):
+        """Drop the monitor `ref` of `subscriber`; a queued DOWN for it is skipped.
+
+        -> True when a monitor was removed, False for an unknown, stale or foreign ref.
+        """
+        cdef uint32_t m = <uint32_t>(ref & LOW32), t
+        cdef MonitorRecord *rec
+        with cython.critical_section(self):
+            if m >= self.monitors_top:
+                return False
+            rec = &self.monitors[m]
+            if rec.gen != <uint32_t>(ref >> 32) or rec.flags & 3 == STATE_FREE:
+                return False
+            if rec.subscriber != self.process_slot(subscriber):
+                return False
+            if rec.flags & 3 == STATE_LIVE:
+                t = rec.target
+                self.unlink_from_target(m)
+                self.release_target_if_empty(t)
+            self.unlink_from_subscriber(m)
+            self.monitor_free(m)
+            self.n_demonitor += 1
+            return True
+
+    def is_watched(self, uint32_t conn, uint64_t key):
+        """True while at least one live monitor targets (conn, key)."""
+        return self.target_find(conn, key) != NIL
+
+    # ----------------------------------------------------------- remote deaths
+
+    def fire(self, uint32_t conn, uint64_t key, object death):
+        """Fire every monitor of (conn, key) with the shared `death`. -> count."""
+        cdef uint32_t t
+        with cython.critical_section(self):
+            t = self.target_find(conn, key)
+            if t == NIL:
+                return 0
+            return self.fire_target(t, death)
+
+    def fire_dead_summary(self, uint32_t conn, str node, uint64_t incarnation,
+                          const unsigned char[::1] keys, list reasons,
+                          const unsigned char[::1] indexes, dict names):
+        """Turn a dead summary into DOWNs: one per local monitor of each dead key.
+
+        keys: packed little-endian uint64; indexes: packed uint32 into `reasons` (or
+        empty when there is one reason); names: name key -> (name, node) for keys
+        that stand for registered names. Unknown keys (demonitored meanwhile) are
+        skipped. Raises ValueError on inconsistent lengths or indexes.
+        """
+        cdef Py_ssize_t n = keys.shape[0] // 8, i, fired = 0
+        cdef uint64_t key
+        cdef uint32_t t, index
+        cdef Py_ssize_t n_reasons = len(reasons)
+        if keys.shape[0] % 8:
+            raise ValueError("dead summary keys are not whole uint64s")
+        if indexes.shape[0] and indexes.shape[0] != n * 4:
+            raise ValueError("dead summary index count differs from key count")
+        if n and n_reasons == 0:
+            raise ValueError("dead summary without reasons")
+        with cython.critical_section(self):
+            for i in range(n):
+                memcpy(&key, &keys[i * 8], 8)
+                key = le64toh(key)
+                index = 0
+                if indexes.shape[0]:
+                    memcpy(&index, &indexes[i * 4], 4)
+                    index = le32toh(index)
+                    if index >= n_reasons:
+                        raise ValueError("dead summary reason index out of range")
+                t = self.target_find(conn, key)
+                if t == NIL:
+                    continue
+                if key & NAME_KEY:
+                    name_pid = names.get(key)
+                    death = (name_pid, reasons[index], name_pid)
+                else:
+                    death = (Pid.new(node, incarnation, key), reasons[index], None)
+                fired += self.fire_target(t, death)
+        return fired
+
+    def fire_connector(self, uint32_t conn, str node, uint64_t incarnation, dict names,
+                       object reason):
+        """Fire every monitor on connector `conn` with `reason` (nodedown). -> count.
+
+        Also drops the connector's queued instructions: there is nobody to send
+        them to.
+        """
+        cdef uint32_t t
+        cdef uint64_t key
+        cdef Py_ssize_t fired = 0
+        with cython.critical_section(self):
+            (<IdQueue>self.connector_queues[conn]).clear()
+            for t in range(self.targets_top):
+                if self.targets[t].conn != conn:
+                    continue
+                key = self.targets[t].key
+                if key & NAME_KEY:
+                    name_pid = names.get(key)
+                    death = (name_pid, reason, name_pid)
+                else:
+                    death = (Pid.new(node, incarnation, key), reason, None)
+                fired += self.fire_target(t, death)
+        return fired
+
+    # -------------------------------------------------------------- connectors
+
+    def connector_new(self):
+        """Make an instruction queue for a new connector. -> its conn index (>= 1)."""
+        cdef uint32_t conn
+        cdef uint64_t *grown
+        with cython.critical_section(self):
+            conn = len(self.connector_queues)
+            if conn == self.conn_cap:
+                grown = <uint64_t *>PyMem_Realloc(self.conn_targets,
+                                                  2 * self.conn_cap * sizeof(uint64_t))
+                if grown is NULL:
+                    raise MemoryError()
+                self.conn_targets = grown
+                self.conn_cap *= 2
+            self.conn_targets[conn] = 0
+            self.connector_queues.append(IdQueue())
+            return conn
+
+    def connector_take(self, uint32_t conn, size_t max_n):
+        """Pop up to max_n queued instructions as one packed little-endian buffer."""
+        with cython.critical_section(self):
+            return (<IdQueue>self.connector_queues[conn]).take_bytes(max_n)
+
+    def connector_pending(self, uint32_t conn):
+        """Number of instructions queued on connector `conn`."""
+        return len(<IdQueue>self.connector_queues[conn])
+
+    def connector_keys(self, uint32_t conn):
+        """Every key currently watched on connector `conn`, packed (for a resync)."""
+        cdef uint32_t t
+        cdef IdQueue keys = IdQueue()
+        with cython.critical_section(self):
+            for t in range(self.targets_top):
+                if self.targets[t].conn == conn:
+                    keys.push(self.targets[t].key)
+            return keys.take_bytes(keys.length)
+
+    def connector_targets(self, uint32_t conn):
+        """Number of distinct targets watched on connector `conn`."""
+        if conn >= len(self.connector_queues):
+            raise IndexError("no such connector")
+        return self.conn_targets[conn]
+
+    # ------------------------------------------------------------------- proxy
+
+    def batcher_new(self):
+        """Make a Batcher for a new peer. -> (peer index, Batcher)."""
+        cdef Batcher batcher = Batcher.__new__(Batcher)
+        with cython.critical_section(self):
+            self.batchers.append(batcher)
+            return len(self.batchers) - 1, batcher
+
+    cdef void subscription_free(self, uint32_t q) noexcept:
+        self.subscriptions[q].peer = NIL
+        self.subscriptions[q].next = self.subscriptions_free
+        self.subscriptions_free = q
+        self.subscriptions_live -= 1
+
+    def subscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id):
+        """Subscribe `peer` to local process `pid_id` under its key. Idempotent.
+
+        -> False when the process is dead (the caller answers noproc).
+        """
+        cdef uint32_t slot, q
+        cdef SubscriptionRecord *sub
+        with cython.critical_section(self):
+            slot = self.process_slot(pid_id)
+            if slot == NIL:
+                return False
+            q = self.processes[slot].proxy_head
+            while q != NIL:
+                if self.subscriptions[q].peer == peer and self.subscriptions[q].peer_key == peer_key:
+                    return True
+                q = self.subscriptions[q].next
+            if self.subscriptions_free != NIL:
+                q = self.subscriptions_free
+                self.subscriptions_free = self.subscriptions[q].next
+            else:
+                if self.subscriptions_top == self.subscriptions_cap:
+                    self.subscriptions = <SubscriptionRecord *>grow_slab(
+                        self.subscriptions, sizeof(SubscriptionRecord),
+                        &self.subscriptions_cap)
+                q = self.subscriptions_top
+                self.subscriptions_top += 1
+            sub = &self.subscriptions[q]
+            sub.peer = peer
+            sub.peer_key = peer_key
+            sub.next = self.processes[slot].proxy_head
+            self.processes[slot].proxy_head = q
+            self.subscriptions_live += 1
+            return True
+
+    def subscribe_many(self, uint32_t peer, const unsigned char[::1] keys, Batcher noproc,
+                       object noproc_reason):
+        """Apply a packed batch of subscribe/unsubscribe instructions for `peer`.
+
+        Keys with the name bit are skipped (the Python layer resolves names). A
+        subscribe to a dead process queues a `noproc_reason` certificate on `noproc`.
+        -> number of instructions applied.
+        """
+        cdef Py_ssize_t n = keys.shape[0] // 8, i
+        cdef uint64_t key
+        if keys.shape[0] % 8:
+            raise ValueError("subscription batch is not whole uint64s")
+        for i in range(n):
+            memcpy(&key, &keys[i * 8], 8)
+            key = le64toh(key)
+            if key & NAME_KEY:
+                continue
+            if key & UNSUBSCRIBE:
+                self.unsubscribe(peer, key & ~UNSUBSCRIBE, key & ~UNSUBSCRIBE)
+            elif not self.subscribe(peer, key, key):
+                noproc.push(key, noproc_reason)
+        return n
+
+    def unsubscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id):
+        """Drop `peer`'s subscription on `pid_id` under its key. -> True if removed."""
+        cdef uint32_t slot, q, prev = NIL
+        with cython.critical_section(self):
+            slot = self.process_slot(pid_id)
+            if slot == NIL:
+                return False
+            q = self.processes[slot].proxy_head
+            while q != NIL:
+                if self.subscriptions[q].peer == peer and self.subscriptions[q].peer_key == peer_key:
+                    if prev == NIL:
+                        self.processes[slot].proxy_head = self.subscriptions[q].next
+                    else:
+                        self.subscriptions[prev].next = self.subscriptions[q].next
+                    self.subscription_free(q)
+                    return True
+                prev = q
+                q = self.subscriptions[q].next
+            return False
+
+    def drop_peer(self, uint32_t peer):
+        """Drop every subscription of `peer` and its queued certificates. -> count."""
+        cdef uint32_t slot, q, nxt, prev
+        cdef Py_ssize_t n = 0
+        with cython.critical_section(self):
+            (<Batcher>self.batchers[peer]).clear()
+            for slot in range(self.processes_top):
+                if not self.processes[slot].alive:
+                    continue
+                prev = NIL
+                q = self.processes[slot].proxy_head
+                while q != NIL:
+                    nxt = self.subscriptions[q].next
+                    if self.subscriptions[q].peer == peer:
+                        if prev == NIL:
+                            self.processes[slot].proxy_head = nxt
+                        else:
+                            self.subscriptions[prev].next = nxt
+                        self.subscription_free(q)
+                        n += 1
+                    else:
+                        prev = q
+                    q = nxt
+        return n
+
+    # -------------------------------------------------------------- dispatcher
+
+    def dispatch(self, Py_ssize_t budget):
+        """Hand up to `budget` queued DOWNs to their watchers' inboxes.
+
+        Stale entries (demonitored, or watcher dead) are dropped without using the
+        budget. -> list of process slots whose inbox received something (once each).
+        """
+        cdef list touched = []
+        cdef Py_ssize_t handed = 0
+        cdef QueuedDown q
+        cdef uint32_t m, s
+        cdef MonitorRecord *rec
+        cdef DeathQueue downs = self.downs
+        with cython.critical_section(self):
+            self.stamp += 1
+            while downs.length and handed < budget:
+                q = downs.items[downs.head]
+                downs.head = (downs.head + 1) % downs.capacity
+                downs.length -= 1
+                death = <object>q.death
+                Py_XDECREF(<PyObject *>q.death)
+                self.n_delivered += 1
+                m = <uint32_t>(q.ref & LOW32)
+                if m >= self.monitors_top:
+                    continue
+                rec = &self.monitors[m]
+                if rec.gen != <uint32_t>(q.ref >> 32) or rec.flags & 3 != STATE_FIRED:
+                    continue
+                s = rec.subscriber
+                pid = (<tuple>death)[0]
+                if rec.flags & FLAG_BY_NAME and (<tuple>death)[2] is not None:
+                    pid = (<tuple>death)[2]
+                down = self.tuple_new(self.down_type, (q.ref, pid, (<tuple>death)[1]))
+                self.unlink_from_subscriber(m)
+                self.monitor_free(m)
+                self.deliver[s](down)
+                if self.stamps[s] != self.stamp:
+                    self.stamps[s] = self.stamp
+                    touched.append(s)
+                handed += 1
+                self.n_processed += 1
+        return touched
+
+    # ----------------------------------------------------------------- metrics
+
+    def sizes(self):
+        """Table sizes -> dict (references, targets, processes, subscribers, queues)."""
+        cdef Py_ssize_t pending = 0, batched = 0
+        for queue in self.connector_queues[1:]:
+            pending += len(<IdQueue>queue)
+        for batcher in self.batchers:
+            batched += len(<Batcher>batcher)
+        return {
+            "references": self.monitors_live,
+            "targets": self.targets_live,
+            "processes": self.processes_live,
+            "subscribers": self.subscriptions_live,
+            "downs_queued": self.downs.length,
+            "connector_queued": pending,
+            "batcher_queued": batched,
+        }
+
+    def counters(self):
+        """Monotonic counters -> dict."""
+        return {
+            "monitor": self.n_monitor,
+            "demonitor": self.n_demonitor,
+            "enqueue": self.n_enqueue,
+            "batch_length": self.n_batch_length,
+            "connector_enqueue": self.n_connector_enqueue,
+            "delivered": self.n_delivered,
+            "processed": self.n_processed,
+            "batcher_enqueue": self.n_batcher_enqueue,
+        }
+
+    def memory_bytes(self):
+        """Bytes held by the C tables (capacity, not just the used part)."""
+        return (self.monitors_cap * sizeof(MonitorRecord)
+                + self.targets_cap * sizeof(TargetRecord)
+                + (self.target_index_mask + 1) * sizeof(uint32_t)
+                + self.processes_cap * (sizeof(ProcessRecord) + sizeof(uint32_t))
+                + self.subscriptions_cap * sizeof(SubscriptionRecord)
+                + self.downs.capacity * sizeof(QueuedDown))
+

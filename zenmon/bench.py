@@ -1,0 +1,642 @@
+"""``zenmon bench``: zenmon's figures next to a naive baseline measured in the same run.
+
+Usage::
+
+    zenmon bench [--quick] [--json FILE] [--n N] [--10m] [--only NAME ...]
+    python -m zenmon.bench --quick
+
+Every figure is *lower is better* (nanoseconds, seconds, bytes), so the ratio
+column reads the same way everywhere: ``naive / zenmon``, how many times better
+zenmon does. The naive baseline is :mod:`zenmon._naive` (dicts of tuples,
+``queue.Queue`` inboxes, DOWNs delivered inside ``exit()``).
+
+Shape (pyzmq's ``perf/perf.py`` is the model): a scenario is a function
+``scenario(ctx, impl) -> dict[str, float]`` that measures one implementation and
+returns its figures by label; :data:`SCENARIOS` is the list the runner walks,
+once per implementation, and the table pairs the two sides label by label. Remote
+scenarios are added by appending functions (through :func:`scenario`) whose
+``implementations`` may be ``("zenmon",)`` only; the table prints ``-`` where a
+side has no figure.
+
+The local scenarios share one population per implementation (N targets, watched
+by ``WATCHERS`` watchers, N monitors) so that a 1M run builds it once: the bulk
+scenario builds it, the per-call scenario reuses it, the fan-out scenario
+consumes it. Only one implementation's population is alive at a time, so the
+baseline's garbage does not slow zenmon's figures (or the other way round).
+Memory figures are taken in a fresh subprocess per measurement, so that RSS
+deltas are clean.
+
+The garbage collector stays enabled, as in a real service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SCENARIOS",
+    "Context",
+    "Scenario",
+    "Population",
+    "build_population",
+    "fanout",
+    "main",
+    "measure_memory",
+    "monitor_all",
+    "monitor_demonitor_round",
+    "scenario",
+]
+
+FULL_N = 1_000_000
+QUICK_N = 100_000
+TEN_M = 10_000_000
+WATCHERS = 1000
+INNER = 10_000            # calls per timed round of the per-call scenario
+ROUNDS = 20
+QUICK_ROUNDS = 7
+DRAIN_TIMEOUT = 60.0      # seconds to wait for one DOWN before declaring it lost
+IMPLEMENTATIONS = ("zenmon", "naive")
+
+
+# --------------------------------------------------------------------------
+# Workloads shared by the CLI and bench/ (pytest-benchmark)
+# --------------------------------------------------------------------------
+
+
+def make_node(impl: str, **settings: Any) -> Any:
+    """A started node of implementation ``impl`` ("zenmon" or "naive")."""
+    if impl == "zenmon":
+        import zenmon
+
+        node = zenmon.Node(listen="tcp://127.0.0.1:0", **settings)
+    elif impl == "naive":
+        from zenmon._naive import NaiveNode
+
+        node = NaiveNode(**settings)
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    node.start()
+    return node
+
+
+@dataclass
+class Population:
+    """N targets, a few watchers; watcher i monitors targets[i*per_watcher:(i+1)*per_watcher]."""
+
+    impl: str
+    node: Any
+    watchers: list[Any]
+    targets: list[Any]
+    target_pids: list[Any]
+    per_watcher: int
+    monitored: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.targets)
+
+    def close(self) -> None:
+        """Stop the node and let the objects go."""
+        node, self.node = self.node, None
+        self.watchers = []
+        self.targets = []
+        self.target_pids = []
+        if node is not None:
+            node.stop()
+        gc.collect()
+
+
+def build_population(impl: str, n: int, watchers: int = WATCHERS, **settings: Any) -> Population:
+    """Make a node with ``n`` targets and ``watchers`` watchers (no monitors yet)."""
+    watchers = max(1, min(watchers, n))
+    per_watcher = n // watchers
+    n = per_watcher * watchers
+    node = make_node(impl, **settings)
+    process = node.process
+    watcher_list = [process() for _ in range(watchers)]
+    targets = [process() for _ in range(n)]
+    return Population(
+        impl=impl,
+        node=node,
+        watchers=watcher_list,
+        targets=targets,
+        target_pids=[t.pid for t in targets],
+        per_watcher=per_watcher,
+    )
+
+
+def monitor_all(pop: Population) -> None:
+    """Make the population's N monitors (refs are not kept: they are the caller's cost)."""
+    k = pop.per_watcher
+    pids = pop.target_pids
+    for i, watcher in enumerate(pop.watchers):
+        monitor = watcher.monitor
+        for pid in pids[i * k:(i + 1) * k]:
+            monitor(pid)
+    pop.monitored = True
+
+
+def monitor_demonitor_round(
+    pop: Population, inner: int, rng: random.Random
+) -> tuple[int, int, int]:
+    """One timed round on a live table: returns nanoseconds for ``inner`` calls of
+
+    - ``demonitor(monitor(pid))`` interleaved (the per-call pair),
+    - ``monitor(pid)`` alone, then ``demonitor(ref)`` alone for those refs.
+
+    Targets are drawn at random from the whole population (tables with millions
+    of entries are memory-bound: sequential keys would flatter both sides).
+    """
+    watcher = pop.watchers[rng.randrange(len(pop.watchers))]
+    monitor = watcher.monitor
+    demonitor = watcher.demonitor
+    pids = pop.target_pids
+    n = len(pids)
+    picks = [pids[rng.randrange(n)] for _ in range(inner)]
+    clock = time.perf_counter_ns
+    t0 = clock()
+    for pid in picks:
+        demonitor(monitor(pid))
+    t1 = clock()
+    refs = [monitor(pid) for pid in picks]
+    t2 = clock()
+    for ref in refs:
+        demonitor(ref)
+    t3 = clock()
+    return t1 - t0, t2 - t1, t3 - t2
+
+
+@dataclass
+class FanoutResult:
+    """Timings of one fan-out: exits, then draining every DOWN."""
+
+    kill_s: float
+    drain_s: float
+    total_s: float
+    received: int
+    expected: int
+    wrong: int
+
+    @property
+    def ok(self) -> bool:
+        return self.received == self.expected and self.wrong == 0
+
+
+def fanout(pop: Population, reason: Any = "killed", timeout: float = DRAIN_TIMEOUT) -> FanoutResult:
+    """Kill every target of a monitored population and receive every DOWN.
+
+    The throttle is lifted first (``dispatch_mode="unlimited"``): this measures
+    the machinery, not the configured rate. Timed from the first ``exit()`` to
+    the last DOWN taken out of a watcher's inbox.
+    """
+    if not pop.monitored:
+        raise ValueError("fanout needs a monitored population")
+    pop.node.configure(dispatch_mode="unlimited")
+    k = pop.per_watcher
+    clock = time.perf_counter
+    t0 = clock()
+    for target in pop.targets:
+        target.exit(reason)
+    t1 = clock()
+    received = wrong = 0
+    try:
+        for watcher in pop.watchers:
+            receive = watcher.receive
+            for _ in range(k):
+                message = receive(timeout)
+                received += 1
+                if message[2] != reason:
+                    wrong += 1
+    except TimeoutError:
+        pass
+    t2 = clock()
+    pop.monitored = False
+    return FanoutResult(t1 - t0, t2 - t1, t2 - t0, received, pop.n, wrong)
+
+
+# --------------------------------------------------------------------------
+# Memory: one fresh subprocess per measurement
+# --------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _malloc_trim() -> None:
+    # Hand freed heap back to the OS so that the baseline RSS is not padded
+    # with free pages that the monitors would then reuse unseen.
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
+    """Runs in the subprocess: processes first, baseline, then N monitors."""
+    import tracemalloc
+
+    rss0 = _rss_bytes()
+    pop = build_population(impl, n)
+    gc.collect()
+    _malloc_trim()
+    time.sleep(0.2)       # let the node's I/O thread settle
+    rss1 = _rss_bytes()
+    if mode == "tracemalloc":
+        tracemalloc.start()
+    monitor_all(pop)
+    gc.collect()
+    if mode == "tracemalloc":
+        traced, _peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        delta = traced
+    else:
+        time.sleep(0.2)
+        delta = _rss_bytes() - rss1
+    figures: dict[str, Any] = {
+        "impl": impl,
+        "n": pop.n,
+        "mode": mode,
+        "bytes_per_monitor": delta / pop.n,
+        "bytes_per_process": (rss1 - rss0) / (pop.n + len(pop.watchers)),
+        "references": pop.node.metrics().get("zenmon.local.references.size"),
+    }
+    return figures
+
+
+def measure_memory(impl: str, n: int, mode: str = "rss", timeout: float = 3600.0) -> dict[str, Any]:
+    """Bytes per monitor for ``n`` monitors, measured in a fresh subprocess.
+
+    ``mode`` is ``"rss"`` (delta of /proc/self/statm; sees every allocator) or
+    ``"tracemalloc"`` (sees only Python's allocators: PyMem/PyObject, not C
+    ``malloc`` or C++ ``new``). The process objects exist in the baseline, so
+    they are not part of the per-monitor figure (``bytes_per_process`` reports
+    them apart, by RSS).
+    """
+    if mode not in ("rss", "tracemalloc"):
+        raise ValueError(f"unknown memory mode {mode!r}")
+    # The child gets exactly our sys.path: running with -c would otherwise put
+    # the working directory first, and a source tree there (no built _core)
+    # would shadow the installed package.
+    code = (
+        "import json, sys\n"
+        f"sys.path[:] = {[p for p in sys.path if p]!r}\n"
+        "from zenmon.bench import _memory_child\n"
+        f"print(json.dumps(_memory_child({impl!r}, {n!r}, {mode!r})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"memory child ({impl}, {n}, {mode}) failed with {done.returncode}:\n"
+            f"{done.stderr[-4000:]}"
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What one run shares: its size, options and the current population."""
+
+    n: int
+    quick: bool = False
+    ten_million: bool = False
+    inner: int = INNER
+    rounds: int = ROUNDS
+    seed: int = 12345
+    verbose: bool = True
+    _population: Population | None = None
+
+    def log(self, text: str) -> None:
+        if self.verbose:
+            print(f"  .. {text}", file=sys.stderr, flush=True)
+
+    def drop(self) -> None:
+        """Stop and free the current population, if any."""
+        if self._population is not None:
+            self._population.close()
+            self._population = None
+
+    def keep(self, pop: Population) -> None:
+        self.drop()
+        self._population = pop
+
+    def population(self, impl: str) -> Population:
+        """The shared monitored population for ``impl`` (built if missing)."""
+        pop = self._population
+        if pop is None or pop.impl != impl or not pop.monitored:
+            self.log(f"{impl}: building {self.n:,} targets and {self.n:,} monitors")
+            self.drop()
+            pop = build_population(impl, self.n)
+            monitor_all(pop)
+            self._population = pop
+        return pop
+
+    def take_population(self, impl: str) -> Population:
+        """Like :meth:`population`, but the caller now owns (and closes) it."""
+        pop = self.population(impl)
+        self._population = None
+        return pop
+
+
+ScenarioFunction = Callable[[Context, str], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named scenario: ``run(ctx, impl)`` measures one implementation."""
+
+    name: str
+    run: ScenarioFunction
+    implementations: tuple[str, ...] = IMPLEMENTATIONS
+
+
+SCENARIOS: list[Scenario] = []
+
+
+def scenario(
+    name: str, implementations: Sequence[str] = IMPLEMENTATIONS
+) -> Callable[[ScenarioFunction], ScenarioFunction]:
+    """Register ``fn(ctx, impl) -> {label: figure}`` in :data:`SCENARIOS` under ``name``."""
+
+    def register(fn: ScenarioFunction) -> ScenarioFunction:
+        SCENARIOS.append(Scenario(name, fn, tuple(implementations)))
+        return fn
+
+    return register
+
+
+def _label_n(n: int) -> str:
+    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+@scenario("bulk monitor")
+def bulk_monitor(ctx: Context, impl: str) -> dict[str, float]:
+    """(b) N fresh processes, then N monitors in one go (1000 watchers x N/1000)."""
+    ctx.drop()
+    gc.collect()
+    ctx.log(f"{impl}: creating {ctx.n:,} processes")
+    t0 = time.perf_counter()
+    pop = build_population(impl, ctx.n)
+    t1 = time.perf_counter()
+    ctx.log(f"{impl}: monitoring {pop.n:,} targets")
+    monitor_all(pop)
+    t2 = time.perf_counter()
+    ctx.keep(pop)
+    n = pop.n
+    return {
+        f"monitor {_label_n(n)} targets, s": t2 - t1,
+        "bulk monitor, ns/monitor": (t2 - t1) * 1e9 / n,
+        "process() create, ns/process": (t1 - t0) * 1e9 / (n + len(pop.watchers)),
+    }
+
+
+@scenario("monitor+demonitor, table live")
+def monitor_demonitor(ctx: Context, impl: str) -> dict[str, float]:
+    """(a) Per-call cost with N monitors live, rounds of ``inner`` calls."""
+    pop = ctx.population(impl)
+    ctx.log(f"{impl}: {ctx.rounds} rounds of {ctx.inner:,} monitor/demonitor calls")
+    rng = random.Random(ctx.seed)
+    monitor_demonitor_round(pop, min(ctx.inner, 1000), rng)  # warm-up
+    pair, mon, demon = [], [], []
+    for _ in range(ctx.rounds):
+        a, b, c = monitor_demonitor_round(pop, ctx.inner, rng)
+        pair.append(a / ctx.inner)
+        mon.append(b / ctx.inner)
+        demon.append(c / ctx.inner)
+    live = _label_n(pop.n)
+    return {
+        f"monitor()+demonitor() @{live} live, ns/call": statistics.median(pair),
+        f"monitor() @{live} live, ns/call": statistics.median(mon),
+        f"demonitor() @{live} live, ns/call": statistics.median(demon),
+    }
+
+
+@scenario("DOWN fan-out, unlimited")
+def down_fanout(ctx: Context, impl: str) -> dict[str, float]:
+    """(c) N local deaths -> N DOWNs in the watchers' inboxes, throttle lifted."""
+    pop = ctx.take_population(impl)
+    try:
+        ctx.log(f"{impl}: killing {pop.n:,} targets, draining {len(pop.watchers)} inboxes")
+        result = fanout(pop)
+    finally:
+        pop.close()
+    if not result.ok:
+        print(
+            f"WARNING: {impl} fan-out received {result.received:,} of {result.expected:,} DOWNs"
+            f" ({result.wrong} with a wrong reason)",
+            file=sys.stderr,
+        )
+    n = _label_n(result.expected)
+    figures = {
+        f"{n} deaths -> last DOWN received, s": result.total_s,
+        "fan-out, ns/DOWN": result.total_s * 1e9 / result.expected,
+        "exit() phase, s": result.kill_s,
+        "drain phase, s": result.drain_s,
+    }
+    if not result.ok:
+        figures["DOWNs missing"] = float(result.expected - result.received + result.wrong)
+    return figures
+
+
+@scenario("memory per monitor")
+def memory(ctx: Context, impl: str) -> dict[str, float]:
+    """(d) Bytes per monitor by RSS delta and tracemalloc, in fresh subprocesses."""
+    ctx.drop()
+    sizes = [ctx.n]
+    if ctx.ten_million and impl == "zenmon":
+        sizes.append(TEN_M)   # the baseline is only measured at N: 10M of it needs ~25 GB
+    figures: dict[str, float] = {}
+    for n in sizes:
+        for mode in ("rss", "tracemalloc"):
+            ctx.log(f"{impl}: bytes per monitor at {n:,} ({mode}, subprocess)")
+            result = measure_memory(impl, n, mode)
+            figures[f"@{_label_n(n)} ({mode}), B/monitor"] = result["bytes_per_monitor"]
+            if mode == "rss":
+                figures[f"@{_label_n(n)} process (rss), B/process"] = result["bytes_per_process"]
+    return figures
+
+
+# --------------------------------------------------------------------------
+# Runner and table
+# --------------------------------------------------------------------------
+
+
+Table = dict[str, dict[str, dict[str, float | None]]]
+
+
+def run(
+    ctx: Context,
+    scenarios: Sequence[Scenario] | None = None,
+    implementations: Sequence[str] = IMPLEMENTATIONS,
+) -> Table:
+    """Run ``scenarios`` for each implementation in turn; returns
+    ``{scenario: {label: {"zenmon": x, "naive": y, "ratio": y / x}}}``."""
+    scenarios = list(SCENARIOS if scenarios is None else scenarios)
+    raw: dict[str, dict[str, dict[str, float]]] = {}
+    for impl in implementations:
+        for entry in scenarios:
+            if impl in entry.implementations:
+                raw.setdefault(entry.name, {})[impl] = entry.run(ctx, impl)
+        ctx.drop()
+    table: Table = {}
+    for entry in scenarios:
+        name = entry.name
+        sides = raw.get(name, {})
+        labels: list[str] = []
+        for impl in implementations:
+            for label in sides.get(impl, {}):
+                if label not in labels:
+                    labels.append(label)
+        rows: dict[str, dict[str, float | None]] = {}
+        for label in labels:
+            row: dict[str, float | None] = {
+                impl: sides.get(impl, {}).get(label) for impl in IMPLEMENTATIONS
+            }
+            z, b = row.get("zenmon"), row.get("naive")
+            row["ratio"] = (b / z) if (z and b) else None
+            rows[label] = row
+        table[name] = rows
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def format_table(table: Table) -> str:
+    """The table: scenario, figure, zenmon, naive, naive/zenmon."""
+    header = ("scenario", "figure", "zenmon", "naive", "naive/zenmon")
+    lines = [header]
+    for name, rows in table.items():
+        for label, row in rows.items():
+            ratio = row.get("ratio")
+            lines.append((
+                name,
+                label,
+                _fmt(row.get("zenmon")),
+                _fmt(row.get("naive")),
+                "-" if ratio is None else f"{ratio:.2f}x",
+            ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for i, line in enumerate(lines):
+        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(line[2:], widths[2:])]
+        out.append("  ".join(cells))
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _environment() -> dict[str, Any]:
+    try:
+        import zenmon
+
+        version = getattr(zenmon, "__version__", None)
+    except ImportError:
+        version = None
+    return {
+        "zenmon": version,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``zenmon bench`` (the CLI calls ``zenmon.bench.main(argv)``)."""
+    parser = argparse.ArgumentParser(
+        prog="zenmon bench",
+        description="Local-monitor figures of zenmon against a naive pure-Python baseline, "
+                    "measured in the same run. Lower is better; ratio = naive / zenmon.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_N:,} monitors instead of {FULL_N:,} (well under 2 minutes)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    parser.add_argument("--n", type=int, default=None,
+                        help="number of targets/monitors (overrides --quick)")
+    parser.add_argument("--10m", dest="ten_million", action="store_true",
+                        default=os.environ.get("ZENMON_BENCH_10M") == "1",
+                        help="also measure zenmon's bytes per monitor at 10M "
+                             "(needs several GB; also ZENMON_BENCH_10M=1)")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only scenarios whose name contains NAME (repeatable)")
+    parser.add_argument("--impl", choices=IMPLEMENTATIONS, action="append",
+                        help="run only this implementation (repeatable)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+
+    n = args.n or (QUICK_N if args.quick else FULL_N)
+    ctx = Context(
+        n=n,
+        quick=args.quick,
+        ten_million=args.ten_million,
+        rounds=QUICK_ROUNDS if args.quick else ROUNDS,
+        verbose=not args.quiet,
+    )
+    scenarios = SCENARIOS
+    if args.only:
+        scenarios = [entry for entry in SCENARIOS
+                     if any(word in entry.name for word in args.only)]
+    implementations = tuple(args.impl) if args.impl else IMPLEMENTATIONS
+
+    started = time.perf_counter()
+    table = run(ctx, scenarios, implementations)
+    elapsed = time.perf_counter() - started
+
+    print(f"zenmon bench: n={n:,}, watchers={WATCHERS}, lower is better, "
+          f"ratio = naive / zenmon (>1: zenmon better); {elapsed:.1f} s")
+    print(format_table(table))
+    if args.json:
+        document = {
+            "n": n,
+            "quick": args.quick,
+            "watchers": WATCHERS,
+            "inner": ctx.inner,
+            "rounds": ctx.rounds,
+            "elapsed_s": elapsed,
+            "environment": _environment(),
+            "scenarios": table,
+        }
+        with open(args.json, "w") as out:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+    missing = any("DOWNs missing" in rows for rows in table.values())
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

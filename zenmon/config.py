@@ -1,0 +1,55 @@
+"""Settings: integers in milliseconds (as in ZenMonitor and ZeroMQ), changeable at run time."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+DISPATCH_MODES = ("token_bucket", "unlimited", "adaptive")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A node's settings. Defaults are ZenMonitor's; zenmon adds the last four."""
+
+    connector_sweep_interval: int = 100
+    connector_chunk_size: int = 5000
+    batcher_sweep_interval: int = 100
+    batcher_chunk_size: int = 5000
+    demand_interval: int = 100
+    demand_amount: int = 1000
+    max_binary_size: int = 1024
+    truncation_depth: int = 3
+    heartbeat_interval: int = 200
+    heartbeat_timeout: int = 1000
+    connect_timeout: int = 1000
+    dispatch_mode: str = "token_bucket"
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "dispatch_mode":
+                if value not in DISPATCH_MODES:
+                    raise ValueError(f"dispatch_mode must be one of {DISPATCH_MODES}, "
+                                     f"not {value!r}")
+                continue
+            if type(value) is not int:
+                raise ValueError(f"{field.name} must be an int, not {value!r}")
+            minimum = 4 if field.name == "max_binary_size" else 1
+            if not minimum <= value <= 2**31 - 1:
+                raise ValueError(f"{field.name} must be in {minimum}..2**31-1, not {value}")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+
+    def replace(self, **settings: object) -> Config:
+        """A copy with `settings` changed; unknown names or bad values raise ValueError."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **settings)  # type: ignore[arg-type]
+
+    @property
+    def maximum_mps(self) -> float:
+        """The token bucket's ceiling: demand_amount * 1000 / demand_interval per second."""
+        return self.demand_amount * 1000 / self.demand_interval

@@ -1,0 +1,24 @@
+"""Messages zenmon puts in inboxes."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class Down(NamedTuple):
+    """A monitored process is gone: the monitor `ref` fired for `pid` with `reason`.
+
+    `pid` is the target's :class:`zenmon.Pid`, or ``(name, node_address)`` for a
+    monitor made by registered name. `reason` is the (truncated) exit reason,
+    ``"noproc"`` or ``"nodedown"``.
+    """
+
+    ref: int
+    pid: Any
+    reason: Any
+
+
+class DownBatch(NamedTuple):
+    """Several DOWNs delivered as one inbox message (bulk delivery mode)."""
+
+    downs: tuple[Down, ...]

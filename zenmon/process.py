@@ -1,0 +1,201 @@
+"""Processes: anything with an identity that can die, with an inbox.
+
+An inbox is a deque plus a list of waiters. Producers append first and wake
+second (under the inbox lock), consumers register as waiters under the same lock
+after a last look at the deque, so no wake-up is ever missed. Waking happens once
+per batch of messages, not once per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .errors import ProcessExited
+from .messages import Down as _Down
+
+if TYPE_CHECKING:
+    from ._core import Pid
+    from .node import Node
+
+
+class Process:
+    """A local process: a pid, an inbox, monitors. Made by ``node.process()``.
+
+    Usable from any thread and from asyncio. ``with node.process() as p:`` exits
+    the process with reason ``"normal"`` when the block ends.
+    """
+
+    __slots__ = ("_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
+                 "_alive", "_task", "__weakref__")
+
+    def __init__(self, node: Node, pid: Pid, name: str | None, messages: deque[Any]) -> None:
+        self._node = node
+        self.pid = pid
+        self.name = name
+        self._id = pid.id
+        self._messages = messages
+        self._waiters: list[Any] = []
+        self._lock = threading.Lock()
+        self._alive = True
+
+    def __repr__(self) -> str:
+        name = f" {self.name!r}" if self.name else ""
+        state = "alive" if self._alive else "dead"
+        return f"<zenmon.Process {self.pid}{name} {state}>"
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.exit("normal")
+
+    @property
+    def node(self) -> Node:
+        """The node this process lives on."""
+        return self._node
+
+    @property
+    def alive(self) -> bool:
+        """True until the process exits."""
+        return self._alive
+
+    def monitor(self, target: Any) -> int:
+        """Monitor `target` (a Pid, a local name, or ``(name, node_address)``). -> ref.
+
+        Returns at once; exactly one :class:`zenmon.Down` for the ref arrives in this
+        inbox when the target dies (``"noproc"`` if it is already dead or unknown,
+        ``"nodedown"`` if its node is down, unreachable or incompatible), unless the
+        ref is demonitored first.
+        """
+        return self._node._local.monitor(self._id, target)
+
+    def demonitor(self, ref: int, flush: bool = False) -> bool:
+        """Cancel monitor `ref`: no DOWN for it is delivered afterwards. Always True.
+
+        With ``flush=True`` a DOWN for `ref` already in the inbox is removed too.
+        Unknown, foreign or repeated refs are a no-op.
+        """
+        self._node._local.demonitor(self._id, ref)
+        if flush:
+            with self._lock:
+                kept = [m for m in self._messages
+                        if not (type(m) is _Down and m.ref == ref)]
+                if len(kept) != len(self._messages):
+                    self._messages.clear()
+                    self._messages.extend(kept)
+        return True
+
+    def send(self, message: Any) -> None:
+        """Put `message` in this process's inbox (work messages, replies...)."""
+        if not self._alive:
+            raise ProcessExited(f"{self.pid} has exited")
+        self._messages.append(message)
+        self._wake()
+
+    def exit(self, reason: Any = "normal") -> None:
+        """Kill this process with `reason`; returns once its DOWNs are queued.
+
+        Every monitor on it fires with the truncated reason; every monitor it holds
+        is dropped (and unsubscribed remotely). Exiting twice is a no-op.
+        """
+        self._node._exit_process(self, reason)
+
+    def receive(self, timeout: float | None = None) -> Any:
+        """Next inbox message in arrival order; waits up to `timeout` seconds.
+
+        Raises the built-in TimeoutError on timeout, and ProcessExited when the
+        process is dead and its inbox is empty.
+        """
+        messages = self._messages
+        try:
+            return messages.popleft()
+        except IndexError:
+            pass
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            waiter = threading.Lock()
+            waiter.acquire()
+            with self._lock:
+                if messages:
+                    return messages.popleft()
+                if not self._alive:
+                    raise ProcessExited(f"{self.pid} has exited")
+                self._waiters.append(waiter.release)
+            if deadline is None:
+                waiter.acquire()
+            else:
+                waiter.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            try:
+                return messages.popleft()
+            except IndexError:
+                pass
+            with self._lock:
+                if waiter.release in self._waiters:
+                    self._waiters.remove(waiter.release)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no message for {self.pid} within {timeout} s")
+
+    async def areceive(self, timeout: float | None = None) -> Any:
+        """``receive`` for asyncio: awaits the next message on the running loop."""
+        messages = self._messages
+        try:
+            return messages.popleft()
+        except IndexError:
+            pass
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            future = loop.create_future()
+
+            def wake(future: asyncio.Future[None] = future) -> None:
+                loop.call_soon_threadsafe(_resolve, future)
+
+            with self._lock:
+                if messages:
+                    return messages.popleft()
+                if not self._alive:
+                    raise ProcessExited(f"{self.pid} has exited")
+                self._waiters.append(wake)
+            try:
+                if deadline is None:
+                    await future
+                else:
+                    await asyncio.wait_for(future, max(0.0, deadline - loop.time()))
+            except (asyncio.TimeoutError, TimeoutError):
+                pass
+            finally:
+                with self._lock:
+                    if wake in self._waiters:
+                        self._waiters.remove(wake)
+            try:
+                return messages.popleft()
+            except IndexError:
+                pass
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"no message for {self.pid} within {timeout} s")
+
+    def _wake(self) -> None:
+        if self._waiters:
+            with self._lock:
+                waiters = self._waiters
+                self._waiters = []
+            for wake in waiters:
+                try:
+                    wake()
+                except (RuntimeError, ValueError):  # a waiter's event loop has closed
+                    pass
+
+    def _mark_dead(self) -> None:
+        with self._lock:
+            self._alive = False
+        self._wake()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+

@@ -1,0 +1,145 @@
+"""The wire: message types, the versioned header, and frame (de)composition.
+
+Every message is one ZeroMQ frame: a 28-byte little-endian header then a body.
+See ``docs/protocol.md`` for the state machines. Decoding never trusts input: any
+short, oversized or inconsistent frame raises :class:`ProtocolError`, which the
+node counts in ``zenmon.wire.frames.dropped`` and drops.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import msgpack
+
+MAGIC = b"ZM"
+VERSION = 1
+HEADER = struct.Struct("<2sBBQQQ")   # magic, version, type, sender inc, receiver inc, session
+SEQ_ACK = struct.Struct("<QQ")       # sequence number, cumulative ack of the other stream
+COUNT = struct.Struct("<Q")
+MAX_FRAME = 64 * 1024 * 1024         # larger frames are dropped unread
+MAX_BATCH = 8 * 1024 * 1024          # instructions or certificates in one message
+
+# connector -> proxy
+HELLO = 1            # body: the sender node's address (utf-8)
+SUBSCRIBE = 2        # body: seq, ack, n, n packed instructions, msgpack {name key: name}
+HEARTBEAT = 3        # body: seq (last SUBSCRIBE sent), ack (last DEAD_SUMMARY received)
+NACK_DEADS = 4       # body: seq (first DEAD_SUMMARY missing), ack
+GOODBYE = 5          # no body: the connector is closing its session
+# proxy -> connector
+WELCOME = 17         # no body: session accepted; header carries the proxy incarnation
+DEAD_SUMMARY = 18    # body: seq, ack, n, n packed keys, n packed uint32 reason idx, reasons
+HEARTBEAT_ACK = 19   # body: seq (last DEAD_SUMMARY sent), ack (last SUBSCRIBE applied)
+NACK_SUBSCRIBE = 20  # body: seq (first SUBSCRIBE missing), ack
+RESET = 21           # no body: unknown session or wrong incarnation; start over
+
+CONNECTOR_TYPES = frozenset({HELLO, SUBSCRIBE, HEARTBEAT, NACK_DEADS, GOODBYE})
+PROXY_TYPES = frozenset({WELCOME, DEAD_SUMMARY, HEARTBEAT_ACK, NACK_SUBSCRIBE, RESET})
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid zenmon message."""
+
+
+class VersionMismatch(ProtocolError):
+    """A zenmon frame of another protocol version: the peer is incompatible."""
+
+
+class Header(NamedTuple):
+    """The fields every message carries."""
+
+    type: int
+    sender: int      # sender node's incarnation
+    receiver: int    # the incarnation the sender believes the receiver has (0: unknown)
+    session: int     # connector session the message belongs to
+
+
+def pack(kind: int, sender: int, receiver: int, session: int, body: bytes = b"") -> bytes:
+    """One frame: header + body."""
+    return HEADER.pack(MAGIC, VERSION, kind, sender, receiver, session) + body
+
+
+def unpack_header(frame: bytes) -> Header:
+    """Parse and check the header; raises ProtocolError / VersionMismatch."""
+    if len(frame) < HEADER.size:
+        raise ProtocolError(f"frame of {len(frame)} bytes is shorter than a header")
+    if len(frame) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(frame)} bytes is over {MAX_FRAME}")
+    magic, version, kind, sender, receiver, session = HEADER.unpack_from(frame)
+    if magic != MAGIC:
+        raise ProtocolError("not a zenmon frame (bad magic)")
+    if version != VERSION:
+        raise VersionMismatch(f"protocol version {version}, this node speaks {VERSION}")
+    return Header(kind, sender, receiver, session)
+
+
+def seq_ack(frame: bytes) -> tuple[int, int]:
+    """(seq, ack) of a HEARTBEAT / HEARTBEAT_ACK / NACK body."""
+    if len(frame) != HEADER.size + SEQ_ACK.size:
+        raise ProtocolError("bad seq/ack body length")
+    return SEQ_ACK.unpack_from(frame, HEADER.size)
+
+
+def pack_seq_ack(seq: int, ack: int) -> bytes:
+    """Body of HEARTBEAT / HEARTBEAT_ACK / NACK_*."""
+    return SEQ_ACK.pack(seq, ack)
+
+
+def pack_subscribe(seq: int, ack: int, instructions: bytes, names: dict[int, str]) -> bytes:
+    """Body of SUBSCRIBE: instructions are packed uint64 (bit 63 = unsubscribe)."""
+    tail = msgpack.packb(names) if names else b""
+    return SEQ_ACK.pack(seq, ack) + COUNT.pack(len(instructions) // 8) + instructions + tail
+
+
+def unpack_subscribe(frame: bytes) -> tuple[int, int, memoryview, dict[int, str]]:
+    """-> (seq, ack, packed instructions, names) of a SUBSCRIBE frame."""
+    offset = HEADER.size
+    if len(frame) < offset + SEQ_ACK.size + COUNT.size:
+        raise ProtocolError("SUBSCRIBE body too short")
+    seq, ack = SEQ_ACK.unpack_from(frame, offset)
+    (n,) = COUNT.unpack_from(frame, offset + SEQ_ACK.size)
+    start = offset + SEQ_ACK.size + COUNT.size
+    end = start + 8 * n
+    if n > MAX_BATCH or end > len(frame):
+        raise ProtocolError("SUBSCRIBE instruction count exceeds the frame")
+    names = _unpack_names(frame[end:]) if end < len(frame) else {}
+    return seq, ack, memoryview(frame)[start:end], names
+
+
+def pack_dead_summary(seq: int, ack: int, keys: bytes, indexes: bytes,
+                      reasons: bytes) -> bytes:
+    """Body of DEAD_SUMMARY; `indexes` may be empty when every death has reason 0."""
+    n = len(keys) // 8
+    flag = 1 if indexes else 0
+    return (SEQ_ACK.pack(seq, ack) + COUNT.pack(n | (flag << 63)) + keys + indexes
+            + reasons)
+
+
+def unpack_dead_summary(frame: bytes) -> tuple[int, int, memoryview, memoryview, bytes]:
+    """-> (seq, ack, keys, reason indexes (maybe empty), encoded reasons)."""
+    offset = HEADER.size
+    if len(frame) < offset + SEQ_ACK.size + COUNT.size:
+        raise ProtocolError("DEAD_SUMMARY body too short")
+    seq, ack = SEQ_ACK.unpack_from(frame, offset)
+    (word,) = COUNT.unpack_from(frame, offset + SEQ_ACK.size)
+    n, has_indexes = word & ((1 << 63) - 1), word >> 63
+    start = offset + SEQ_ACK.size + COUNT.size
+    keys_end = start + 8 * n
+    index_end = keys_end + (4 * n if has_indexes else 0)
+    if n > MAX_BATCH or index_end > len(frame):
+        raise ProtocolError("DEAD_SUMMARY key count exceeds the frame")
+    view = memoryview(frame)
+    return seq, ack, view[start:keys_end], view[keys_end:index_end], frame[index_end:]
+
+
+def _unpack_names(data: bytes) -> dict[int, str]:
+    try:
+        names = msgpack.unpackb(data, strict_map_key=False, max_str_len=65536, max_map_len=MAX_BATCH, max_array_len=0,
+                                max_bin_len=0, max_ext_len=0)
+    except Exception as exc:
+        raise ProtocolError(f"bad names section: {exc}") from None
+    if not isinstance(names, dict) or not all(
+            type(k) is int and type(v) is str for k, v in names.items()):
+        raise ProtocolError("names section is not {int: str}")
+    return names
