@@ -58,6 +58,7 @@ cdef class Pid:
     cdef readonly str node
     cdef readonly uint64_t incarnation
     cdef readonly uint64_t id
+
     @staticmethod
     cdef Pid new(str node, uint64_t incarnation, uint64_t id)
 
@@ -103,12 +104,16 @@ cdef class Core:
     cdef list batchers
     cdef list deliver
     cdef object down_type
-    cdef public object tuple_new
+    cdef readonly str address
+    cdef readonly uint64_t incarnation
+    cdef dict routes             # remote address -> (connector index, incarnation)
     cdef readonly uint64_t n_monitor, n_demonitor, n_enqueue, n_connector_enqueue
     cdef readonly uint64_t n_delivered, n_processed, n_batches, n_batcher_enqueue
     cdef readonly uint64_t n_batch_length
 
     cdef uint32_t monitor_alloc(self) except? NIL
+    cdef uint64_t add_monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key,
+                              bint by_name) except? 2
     cdef void monitor_free(self, uint32_t slot) noexcept
     cdef uint32_t target_find(self, uint32_t conn, uint64_t key) noexcept
     cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? NIL

@@ -23,6 +23,34 @@ cdef extern from "<endian.h>" nogil:
     uint32_t le32toh(uint32_t)
 
 
+cdef extern from "Python.h":
+    ctypedef struct PyTypeObject:
+        PyObject *(*tp_alloc)(PyTypeObject *, Py_ssize_t) except NULL
+    void PyObject_GC_UnTrack(void *op)
+    void PyTuple_SET_ITEM(object tup, Py_ssize_t pos, object item)
+
+
+cdef inline object new_down(object down_type, object ref, object pid, object reason):
+    """A Down (a tuple subclass) built in one allocation, as tuple_subtype_new does.
+
+    It is untracked by the cyclic GC: it holds a ref, a pid and a truncated reason,
+    none of which can lead back to it, and a storm of a million tracked tuples
+    would otherwise trigger full collections that cost more than the delivery.
+    """
+    cdef PyTypeObject *kind = <PyTypeObject *>down_type
+    cdef PyObject *raw = kind.tp_alloc(kind, 3)
+    cdef object down = <object>raw
+    Py_XDECREF(raw)
+    Py_INCREF(ref)
+    PyTuple_SET_ITEM(down, 0, ref)
+    Py_INCREF(pid)
+    PyTuple_SET_ITEM(down, 1, pid)
+    Py_INCREF(reason)
+    PyTuple_SET_ITEM(down, 2, reason)
+    PyObject_GC_UnTrack(raw)
+    return down
+
+
 include "_pid.pxi"
 include "_queues.pxi"
 
@@ -101,10 +129,15 @@ cdef class Core:
     def __init__(self, down_type):
         self.downs = DeathQueue()
         self.connector_queues = [None]     # connector 0 is this node
+        self.routes = {}
+        self.address = ""
+        self.incarnation = 0
         self.batchers = []
         self.deliver = []
+        if not (isinstance(down_type, type) and issubclass(down_type, tuple)
+                and (<PyTypeObject *>down_type).tp_alloc is not NULL):
+            raise TypeError("down_type must be a tuple subclass")
         self.down_type = down_type
-        self.tuple_new = tuple.__new__
         self.target_index = <uint32_t *>PyMem_Malloc(1024 * sizeof(uint32_t))
         if self.target_index is NULL:
             raise MemoryError()
@@ -374,6 +407,40 @@ cdef class Core:
 
     # --------------------------------------------------------------- monitors
 
+    cdef uint64_t add_monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key,
+                              bint by_name) except? 2:
+        cdef uint32_t s, t, m
+        cdef MonitorRecord *rec
+        cdef ProcessRecord *proc
+        s = self.process_slot(subscriber)
+        if s == NIL:
+            return NO_SUBSCRIBER
+        if conn == 0 and self.process_slot(key) == NIL:
+            return TARGET_DEAD
+        t = self.target_find(conn, key)
+        if t == NIL:
+            t = self.target_add(conn, key)
+            if conn:
+                self.enqueue_connector(conn, key)
+        m = self.monitor_alloc()
+        rec = &self.monitors[m]
+        rec.subscriber = s
+        rec.target = t
+        rec.flags = STATE_LIVE | (FLAG_BY_NAME if by_name else 0)
+        rec.t_prev = NIL
+        rec.t_next = self.targets[t].head
+        if rec.t_next != NIL:
+            self.monitors[rec.t_next].t_prev = m
+        self.targets[t].head = m
+        proc = &self.processes[s]
+        rec.s_prev = NIL
+        rec.s_next = proc.watch_head
+        if rec.s_next != NIL:
+            self.monitors[rec.s_next].s_prev = m
+        proc.watch_head = m
+        self.n_monitor += 1
+        return (<uint64_t>rec.gen << 32) | m
+
     def monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key, bint by_name):
         """Record a monitor of (conn, key) held by `subscriber`. -> ref.
 
@@ -381,38 +448,47 @@ cdef class Core:
         target (conn 0) is not alive; a first monitor of a remote target queues a
         subscribe on its connector.
         """
-        cdef uint32_t s, t, m
-        cdef MonitorRecord *rec
-        cdef ProcessRecord *proc
         with cython.critical_section(self):
-            s = self.process_slot(subscriber)
-            if s == NIL:
-                return NO_SUBSCRIBER
-            if conn == 0 and self.process_slot(key) == NIL:
-                return TARGET_DEAD
-            t = self.target_find(conn, key)
-            if t == NIL:
-                t = self.target_add(conn, key)
-                if conn:
-                    self.enqueue_connector(conn, key)
-            m = self.monitor_alloc()
-            rec = &self.monitors[m]
-            rec.subscriber = s
-            rec.target = t
-            rec.flags = STATE_LIVE | (FLAG_BY_NAME if by_name else 0)
-            rec.t_prev = NIL
-            rec.t_next = self.targets[t].head
-            if rec.t_next != NIL:
-                self.monitors[rec.t_next].t_prev = m
-            self.targets[t].head = m
-            proc = &self.processes[s]
-            rec.s_prev = NIL
-            rec.s_next = proc.watch_head
-            if rec.s_next != NIL:
-                self.monitors[rec.s_next].s_prev = m
-            proc.watch_head = m
-            self.n_monitor += 1
-            return (<uint64_t>rec.gen << 32) | m
+            return self.add_monitor(subscriber, conn, key, by_name)
+
+    def set_identity(self, str address not None, uint64_t incarnation):
+        """This node's address and incarnation (for the monitor fast path)."""
+        self.address = address
+        self.incarnation = incarnation
+
+    def route(self, str address not None, uint32_t conn, uint64_t incarnation):
+        """Send monitors of pids (address, incarnation) straight to connector `conn`."""
+        with cython.critical_section(self):
+            self.routes[address] = (conn, incarnation)
+
+    def unroute(self, str address not None, uint32_t conn):
+        """Forget the route of `address` if it still leads to connector `conn`."""
+        with cython.critical_section(self):
+            route = self.routes.get(address)
+            if route is not None and route[0] == conn:
+                del self.routes[address]
+
+    def monitor_pid(self, uint64_t subscriber, Pid target not None):
+        """Fast path of ``Process.monitor(pid)``. -> ref, or 0: take the slow path.
+
+        Handles a live local target and a remote target whose connector is known for
+        the pid's incarnation; anything else (dead target, unknown node, another
+        incarnation, dead subscriber) is left to the Python layer.
+        """
+        cdef uint32_t conn
+        cdef uint64_t ref
+        with cython.critical_section(self):
+            if target.node is self.address or target.node == self.address:
+                if target.incarnation != self.incarnation:
+                    return 0
+                conn = 0
+            else:
+                route = self.routes.get(target.node)
+                if route is None or (<tuple>route)[1] != target.incarnation:
+                    return 0
+                conn = (<tuple>route)[0]
+            ref = self.add_monitor(subscriber, conn, target.id, False)
+            return ref if ref > TARGET_DEAD else 0
 
     def monitor_fired(self, uint64_t subscriber, object death, bint by_name):
         """Record a monitor whose DOWN is due at once (noproc, nodedown). -> ref or 0."""
@@ -617,7 +693,8 @@ cdef class Core:
                 return False
             q = self.processes[slot].proxy_head
             while q != NIL:
-                if self.subscriptions[q].peer == peer and self.subscriptions[q].peer_key == peer_key:
+                sub = &self.subscriptions[q]
+                if sub.peer == peer and sub.peer_key == peer_key:
                     return True
                 q = self.subscriptions[q].next
             if self.subscriptions_free != NIL:
@@ -664,13 +741,15 @@ cdef class Core:
     def unsubscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id):
         """Drop `peer`'s subscription on `pid_id` under its key. -> True if removed."""
         cdef uint32_t slot, q, prev = NIL
+        cdef SubscriptionRecord *sub
         with cython.critical_section(self):
             slot = self.process_slot(pid_id)
             if slot == NIL:
                 return False
             q = self.processes[slot].proxy_head
             while q != NIL:
-                if self.subscriptions[q].peer == peer and self.subscriptions[q].peer_key == peer_key:
+                sub = &self.subscriptions[q]
+                if sub.peer == peer and sub.peer_key == peer_key:
                     if prev == NIL:
                         self.processes[slot].proxy_head = self.subscriptions[q].next
                     else:
@@ -739,7 +818,7 @@ cdef class Core:
                 pid = (<tuple>death)[0]
                 if rec.flags & FLAG_BY_NAME and (<tuple>death)[2] is not None:
                     pid = (<tuple>death)[2]
-                down = self.tuple_new(self.down_type, (q.ref, pid, (<tuple>death)[1]))
+                down = new_down(self.down_type, q.ref, pid, (<tuple>death)[1])
                 self.unlink_from_subscriber(m)
                 self.monitor_free(m)
                 self.deliver[s](down)
@@ -790,4 +869,3 @@ cdef class Core:
                 + self.processes_cap * (sizeof(ProcessRecord) + sizeof(uint32_t))
                 + self.subscriptions_cap * sizeof(SubscriptionRecord)
                 + self.downs.capacity * sizeof(QueuedDown))
-

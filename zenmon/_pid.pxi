@@ -2,6 +2,7 @@
 
 
 @cython.final
+@cython.no_gc
 @cython.freelist(256)
 cdef class Pid:
     """Identity of a zenmon process: node address, node incarnation, process id.

@@ -212,7 +212,10 @@ def _unpack(data: typing.Any, limits: Limits) -> object:
 
 
 class _Decoder:
-    """One decoding: its ``ext_hook`` counts nested extension payloads to bound recursion."""
+    """One decoding: its ``ext_hook`` counts nested extension payloads to bound recursion.
+
+    The fixed-size payloads of an ExitException or a pid are not held to ``max_array_len``.
+    """
 
     __slots__ = ("limits", "depth")
 
@@ -220,7 +223,7 @@ class _Decoder:
         self.limits = limits
         self.depth = 0
 
-    def unpack(self, data: typing.Any) -> object:
+    def unpack(self, data: typing.Any, fields: int = 0) -> object:
         limits = self.limits
         return msgpack.unpackb(
             data,
@@ -231,13 +234,14 @@ class _Decoder:
             unicode_errors=_UNICODE_ERRORS,
             max_str_len=limits.max_str_len,
             max_bin_len=limits.max_bin_len,
-            max_array_len=limits.max_array_len,
+            max_array_len=max(limits.max_array_len, fields),
             max_map_len=limits.max_map_len,
             max_ext_len=limits.max_size,
         )
 
     def ext_hook(self, code: int, payload: bytes) -> object:
-        if self.depth >= self.limits.max_depth:
+        # Tuples count towards max_depth; an ExitException or a pid is a leaf one level below.
+        if self.depth > self.limits.max_depth:
             raise CodecError("extension types nested too deeply")
         self.depth += 1
         try:
@@ -261,7 +265,7 @@ class _Decoder:
             self.depth -= 1
 
     def _fields(self, payload: bytes, kinds: tuple[type, ...]) -> list[typing.Any]:
-        fields = self.unpack(payload)
+        fields = self.unpack(payload, len(kinds))
         if (
             type(fields) is not list
             or len(fields) != len(kinds)
@@ -310,5 +314,11 @@ def _check(reason: object, limits: Limits, encoding: bool = False) -> None:
             stack.extend((field, depth) for field in obj)
             if any(type(field) is not str for field in obj):
                 raise CodecError("ExitException fields must be str")
-        elif not _is_pid(kind):
+        elif _is_pid(kind):
+            if encoding:  # its node must fit max_str_len
+                node = getattr(obj, "node", None)
+                if type(node) is not str:
+                    raise CodecError(f"pid with invalid fields: {obj!r}")
+                stack.append((node, depth))
+        else:
             raise CodecError(f"a reason cannot hold an object of type {kind.__qualname__}")

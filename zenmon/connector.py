@@ -82,7 +82,7 @@ class Connector:
     def monitor(self, subscriber: int, pid: Pid) -> int:
         """Monitor remote `pid` for process id `subscriber`. -> ref (never waits)."""
         if self.incarnation == 0:
-            self.incarnation = pid.incarnation
+            self.adopt(pid.incarnation)
         if pid.incarnation != self.incarnation:
             if pid.incarnation < self.incarnation:   # an older incarnation: dead
                 return self._node._local.fired(subscriber, (pid, "noproc", None), False)
@@ -111,9 +111,20 @@ class Connector:
         """"compatible" once the remote answered with our protocol; else "incompatible"."""
         return "compatible" if self.state is State.UP and not self.retired else "incompatible"
 
+    def adopt(self, incarnation: int) -> None:
+        """Bind this connector to one incarnation of its node (and route monitors here)."""
+        self.incarnation = incarnation
+        if not self.retired:
+            self._core.route(self.address, self.index, incarnation)
+
+    def retire(self) -> None:
+        """The remote restarted: this connector takes no new monitors."""
+        self.retired = True
+        self._core.unroute(self.address, self.index)
+
     def restart_seen_from_user(self) -> None:
         """A pid of a newer incarnation was seen: this incarnation is gone."""
-        self.retired = True
+        self.retire()
         self._node._call_in_io(lambda: self.node_down("restart"))
 
     # ------------------------------------------------------- I/O thread
@@ -272,7 +283,7 @@ class Connector:
         elif kind == p.WELCOME:
             if self.state is State.CONNECTING:
                 if self.incarnation == 0:
-                    self.incarnation = header.sender
+                    self.adopt(header.sender)
                 self.state = State.UP
                 self.attempt = 0
                 self.penalty_until = 0.0
@@ -296,7 +307,7 @@ class Connector:
 
     def restart_seen(self) -> None:
         """The remote answered as another incarnation: it restarted."""
-        self.retired = True
+        self.retire()
         self.node_down("restart")
         successor = self._node._connector(self.address)
         if successor is not self:

@@ -110,6 +110,7 @@ class Node:
         self._context = zmq.Context()
         self._proxy = Proxy(self)
         self.address = self._proxy.bind(self._listen)
+        self._core.set_identity(self.address, self.incarnation)
         self._local = Local(self)
         self._dispatcher = Dispatcher(self)
         self._running = True
@@ -387,7 +388,7 @@ class Node:
         while self._running:
             now = time.monotonic()
             deadline = min(dispatcher.deadline(), next_connector_sweep, next_batcher_sweep)
-            timeout = max(0.0, deadline - now) * 1000
+            timeout = int(max(0.0, deadline - now) * 1000 + 0.999)
             for socket, _ in poller.poll(timeout):
                 if socket == self._wake_r:
                     self._drain_wake()

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from ._core import Pid as _Pid
 from .errors import ProcessExited
 from .messages import Down as _Down
 
@@ -30,7 +31,7 @@ class Process:
     """
 
     __slots__ = ("_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
-                 "_alive", "_task", "__weakref__")
+                 "_alive", "_task", "_monitor_pid", "_demonitor", "__weakref__")
 
     def __init__(self, node: Node, pid: Pid, name: str | None, messages: deque[Any]) -> None:
         self._node = node
@@ -38,6 +39,8 @@ class Process:
         self.name = name
         self._id = pid.id
         self._messages = messages
+        self._monitor_pid = node._core.monitor_pid
+        self._demonitor = node._core.demonitor
         self._waiters: list[Any] = []
         self._lock = threading.Lock()
         self._alive = True
@@ -71,6 +74,10 @@ class Process:
         ``"nodedown"`` if its node is down, unreachable or incompatible), unless the
         ref is demonitored first.
         """
+        if type(target) is _Pid:
+            ref = self._monitor_pid(self._id, target)
+            if ref:
+                return ref
         return self._node._local.monitor(self._id, target)
 
     def demonitor(self, ref: int, flush: bool = False) -> bool:
@@ -79,7 +86,10 @@ class Process:
         With ``flush=True`` a DOWN for `ref` already in the inbox is removed too.
         Unknown, foreign or repeated refs are a no-op.
         """
-        self._node._local.demonitor(self._id, ref)
+        if type(ref) is not int:
+            raise TypeError(f"ref must be an int, not {type(ref).__name__}")
+        if 0 < ref < 18446744073709551616:
+            self._demonitor(self._id, ref)
         if flush:
             with self._lock:
                 kept = [m for m in self._messages

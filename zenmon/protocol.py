@@ -135,8 +135,9 @@ def unpack_dead_summary(frame: bytes) -> tuple[int, int, memoryview, memoryview,
 
 def _unpack_names(data: bytes) -> dict[int, str]:
     try:
-        names = msgpack.unpackb(data, strict_map_key=False, max_str_len=65536, max_map_len=MAX_BATCH, max_array_len=0,
-                                max_bin_len=0, max_ext_len=0)
+        names = msgpack.unpackb(data, strict_map_key=False, max_str_len=65536,
+                                max_map_len=MAX_BATCH, max_array_len=0, max_bin_len=0,
+                                max_ext_len=0)
     except Exception as exc:
         raise ProtocolError(f"bad names section: {exc}") from None
     if not isinstance(names, dict) or not all(
