@@ -102,7 +102,8 @@ cdef class Core:
     cdef readonly DeathQueue downs
     cdef list connector_queues
     cdef list batchers
-    cdef list deliver
+    cdef list deliver              # process slot -> inbox deque
+    cdef object deque_append
     cdef object down_type
     cdef readonly str address
     cdef readonly uint64_t incarnation

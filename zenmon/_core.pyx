@@ -10,6 +10,8 @@ atomic, since the loops call no Python code that could release it, apart from
 """
 
 cimport cython
+
+from collections import deque
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
@@ -130,6 +132,7 @@ cdef class Core:
         self.downs = DeathQueue()
         self.connector_queues = [None]     # connector 0 is this node
         self.routes = {}
+        self.deque_append = deque.append
         self.address = ""
         self.incarnation = 0
         self.batchers = []
@@ -327,15 +330,15 @@ cdef class Core:
 
     # -------------------------------------------------------------- processes
 
-    def process_new(self, deliver):
-        """Allocate a live process slot; `deliver` appends to its inbox. -> pid id."""
+    def process_new(self, inbox):
+        """Allocate a live process slot whose DOWNs go to deque `inbox`. -> pid id."""
         cdef uint32_t slot
         cdef ProcessRecord *proc
         with cython.critical_section(self):
             if self.processes_free != NIL:
                 slot = self.processes_free
                 self.processes_free = self.processes[slot].proxy_head
-                self.deliver[slot] = deliver
+                self.deliver[slot] = inbox
             else:
                 if self.processes_top == self.processes_cap:
                     self.processes = <ProcessRecord *>grow_slab(
@@ -348,7 +351,7 @@ cdef class Core:
                 self.processes_top += 1
                 self.processes[slot].gen = 1
                 self.stamps[slot] = 0
-                self.deliver.append(deliver)
+                self.deliver.append(inbox)
             proc = &self.processes[slot]
             proc.alive = 1
             proc.watch_head = NIL
@@ -821,7 +824,7 @@ cdef class Core:
                 down = new_down(self.down_type, q.ref, pid, (<tuple>death)[1])
                 self.unlink_from_subscriber(m)
                 self.monitor_free(m)
-                self.deliver[s](down)
+                self.deque_append(self.deliver[s], down)
                 if self.stamps[s] != self.stamp:
                     self.stamps[s] = self.stamp
                     touched.append(s)

@@ -16,10 +16,14 @@ types the truncator produces, and keeps each one's type on the way back:
 Strings containing lone surrogates round-trip (they are carried as ``surrogatepass`` UTF-8).
 :func:`encode_reason` raises :class:`CodecError` for anything else (a ``set``, an
 application object: truncate first) and for anything :func:`decode_reason` with the same
-:class:`Limits` would refuse, so what a node sends its peer will accept. Decoding treats its
+:class:`Limits` would refuse, so what a node sends its peer will accept;
+:func:`encode_reasons` sends such a reason as ``TRUNCATED`` instead. Decoding treats its
 input as hostile: sizes, lengths and nesting are bounded by :class:`Limits`, unknown
 extension types (msgpack's own timestamp too) are refused, and every failure is a
 :class:`CodecError`.
+
+The functions share no mutable state (the lazily imported ``Pid`` class is an idempotent
+cache), so they are safe to call from any thread without relying on the GIL.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import typing
 
 import msgpack  # type: ignore[import-untyped]
 
-from .truncator import ExitException
+from .truncator import TRUNCATED, ExitException
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -44,8 +48,8 @@ __all__ = [
     "encode_reasons",
 ]
 
-MAX_BIG_INT_DIGITS = 4300
-"""Most decimal digits in an :attr:`Ext.BIG_INT` (CPython's default ``int`` string limit)."""
+MAX_BIG_INT_DIGITS = 1024
+"""Most decimal digits in an :attr:`Ext.BIG_INT` (parsing decimal text costs quadratic time)."""
 
 
 class CodecError(ValueError):
@@ -66,7 +70,8 @@ class Limits(typing.NamedTuple):
 
     ``max_str_len`` and ``max_bin_len`` are in encoded bytes, ``max_array_len`` and
     ``max_map_len`` in elements (pairs for a map) and apply to every nested container
-    (the outer list of :func:`encode_reasons` too). ``max_depth`` bounds how deep
+    (the outer list of :func:`encode_reasons` too); maps are kept short because keys with
+    colliding hashes make building a dict quadratic. ``max_depth`` bounds how deep
     lists, tuples and dicts nest inside one reason (``[[[x]]]`` is 3 deep); it also bounds
     the recursion of the decoder, each level of which uses some 40 KiB of C stack.
     """
@@ -75,7 +80,7 @@ class Limits(typing.NamedTuple):
     max_str_len: int = 16 * 1024 * 1024
     max_bin_len: int = 16 * 1024 * 1024
     max_array_len: int = 1024 * 1024
-    max_map_len: int = 1024 * 1024
+    max_map_len: int = 1024
     max_depth: int = 32
 
 
@@ -86,6 +91,7 @@ _TUPLE, _EXIT_EXCEPTION, _PID, _BIG_INT = (int(code) for code in Ext)
 _BIG_INT_TEXT = re.compile(rb"-?[0-9]{1,%d}" % MAX_BIG_INT_DIGITS)
 _UINT64_MAX = 2**64 - 1
 _UNICODE_ERRORS = "surrogatepass"
+_TRUNCATED_ENCODED = msgpack.packb(TRUNCATED)
 _Pid: typing.Any = None
 
 
@@ -111,21 +117,53 @@ def _is_pid(kind: type) -> bool:
 
 
 def encode_reason(reason: object, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """Encode one (truncated) reason; raise :class:`CodecError` if it cannot be sent."""
+    """Encode one (truncated) reason; raise :class:`CodecError` if it cannot be sent.
+
+    :func:`~zenmon.truncate` output always encodes with :data:`DEFAULT_LIMITS` unless it
+    holds an ``int`` of more than :data:`MAX_BIG_INT_DIGITS` digits or ``truncation_depth``
+    exceeds ``max_depth``; a sender that must not fail can fall back to
+    ``encode_reason(TRUNCATED)``, as :func:`encode_reasons` does.
+    """
     if type(reason) is not str or len(reason) * 4 > limits.max_str_len:
         _check(reason, limits, encoding=True)
     return _pack(reason, limits)
 
 
-def encode_reasons(reasons: typing.Iterable[object], limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """Encode a sequence of reasons as one msgpack array (the reasons of a dead summary)."""
+def encode_reasons(
+    reasons: typing.Iterable[object], limits: Limits = DEFAULT_LIMITS, *, strict: bool = False
+) -> bytes:
+    """Encode a sequence of reasons as one msgpack array (the reasons of a dead summary).
+
+    A reason that cannot be encoded is sent as :data:`~zenmon.TRUNCATED`, so that one odd
+    reason never costs the other death certificates their DOWNs; with ``strict=True`` it
+    raises :class:`CodecError` instead. :class:`CodecError` is raised in any case when
+    there are more than ``limits.max_array_len`` reasons or the whole document would
+    exceed ``limits.max_size`` (send fewer per message).
+    """
     reasons = list(reasons)
     if len(reasons) > limits.max_array_len:
         raise CodecError(f"{len(reasons)} reasons, more than max_array_len")
-    for reason in reasons:
-        if type(reason) is not str or len(reason) * 4 > limits.max_str_len:
-            _check(reason, limits, encoding=True)
-    return _pack(reasons, limits)
+    try:
+        for reason in reasons:
+            if type(reason) is not str or len(reason) * 4 > limits.max_str_len:
+                _check(reason, limits, encoding=True)
+        return _pack(reasons, limits)
+    except CodecError:
+        if strict:
+            raise
+    # Slow path: an array is its header followed by its items, each encoded on its own.
+    parts = [_encode_or_truncated(reason, limits) for reason in reasons]
+    data: bytes = msgpack.Packer().pack_array_header(len(parts)) + b"".join(parts)
+    if len(data) > limits.max_size:
+        raise CodecError(f"encoded reasons are {len(data)} bytes, more than max_size")
+    return data
+
+
+def _encode_or_truncated(reason: object, limits: Limits) -> bytes:
+    try:
+        return encode_reason(reason, limits)
+    except CodecError:
+        return _TRUNCATED_ENCODED
 
 
 def _pack(obj: object, limits: Limits) -> bytes:
@@ -169,6 +207,8 @@ def _default(obj: typing.Any) -> msgpack.ExtType:
             raise CodecError(f"pid with invalid fields: {obj!r}")
         return msgpack.ExtType(_PID, _packb([node, incarnation, id_]))
     if kind is int:  # only reached when outside the 64-bit range
+        if obj.bit_length() > MAX_BIG_INT_DIGITS * 10 // 3 + 4:  # surely too many digits
+            raise CodecError(f"integer with more than {MAX_BIG_INT_DIGITS} digits")
         text = str(obj)
         if len(text.lstrip("-")) > MAX_BIG_INT_DIGITS:
             raise CodecError(f"integer with more than {MAX_BIG_INT_DIGITS} digits")

@@ -154,7 +154,7 @@ class Node:
             if name is not None and name in self._names:
                 raise NameTaken(f"{name!r} is already registered on {self.address}")
             messages: deque[Any] = deque()
-            pid_id = self._core.process_new(messages.append)
+            pid_id = self._core.process_new(messages)
             process = Process(self, Pid(self.address, self.incarnation, pid_id), name,
                               messages)
             slot = pid_id & 0xFFFFFFFF

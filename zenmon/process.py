@@ -31,7 +31,7 @@ class Process:
     """
 
     __slots__ = ("_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
-                 "_alive", "_task", "_monitor_pid", "_demonitor", "__weakref__")
+                 "_alive", "_task", "_core", "__weakref__")
 
     def __init__(self, node: Node, pid: Pid, name: str | None, messages: deque[Any]) -> None:
         self._node = node
@@ -39,9 +39,8 @@ class Process:
         self.name = name
         self._id = pid.id
         self._messages = messages
-        self._monitor_pid = node._core.monitor_pid
-        self._demonitor = node._core.demonitor
-        self._waiters: list[Any] = []
+        self._core = node._core     # no bound methods kept: fewer GC-tracked objects
+        self._waiters: list[Any] | None = None   # made on first wait (GC-light)
         self._lock = threading.Lock()
         self._alive = True
 
@@ -75,7 +74,7 @@ class Process:
         ref is demonitored first.
         """
         if type(target) is _Pid:
-            ref = self._monitor_pid(self._id, target)
+            ref = self._core.monitor_pid(self._id, target)
             if ref:
                 return ref
         return self._node._local.monitor(self._id, target)
@@ -89,7 +88,7 @@ class Process:
         if type(ref) is not int:
             raise TypeError(f"ref must be an int, not {type(ref).__name__}")
         if 0 < ref < 18446744073709551616:
-            self._demonitor(self._id, ref)
+            self._core.demonitor(self._id, ref)
         if flush:
             with self._lock:
                 kept = [m for m in self._messages
@@ -134,6 +133,8 @@ class Process:
                     return messages.popleft()
                 if not self._alive:
                     raise ProcessExited(f"{self.pid} has exited")
+                if self._waiters is None:
+                    self._waiters = []
                 self._waiters.append(waiter.release)
             if deadline is None:
                 waiter.acquire()
@@ -144,7 +145,7 @@ class Process:
             except IndexError:
                 pass
             with self._lock:
-                if waiter.release in self._waiters:
+                if self._waiters and waiter.release in self._waiters:
                     self._waiters.remove(waiter.release)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"no message for {self.pid} within {timeout} s")
@@ -169,6 +170,8 @@ class Process:
                     return messages.popleft()
                 if not self._alive:
                     raise ProcessExited(f"{self.pid} has exited")
+                if self._waiters is None:
+                    self._waiters = []
                 self._waiters.append(wake)
             try:
                 if deadline is None:
@@ -179,7 +182,7 @@ class Process:
                 pass
             finally:
                 with self._lock:
-                    if wake in self._waiters:
+                    if self._waiters and wake in self._waiters:
                         self._waiters.remove(wake)
             try:
                 return messages.popleft()
@@ -191,8 +194,8 @@ class Process:
     def _wake(self) -> None:
         if self._waiters:
             with self._lock:
-                waiters = self._waiters
-                self._waiters = []
+                waiters = self._waiters or []
+                self._waiters = None
             for wake in waiters:
                 try:
                     wake()
