@@ -26,7 +26,7 @@ from zenmon.codec import (
 )
 from zenmon.truncator import TRUNCATED, ExitException, truncate
 
-FUZZ = settings(max_examples=500, deadline=None, database=None)
+FUZZ = settings(max_examples=200, deadline=None, database=None)
 
 
 class FakePid:
@@ -264,7 +264,18 @@ def test_encode_refuses_what_it_cannot_carry(reason: object) -> None:
     with pytest.raises(CodecError):
         encode_reason(reason)
     with pytest.raises(CodecError):
-        encode_reasons(["normal", reason])
+        encode_reasons(["normal", reason], strict=True)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_reasons_that_cannot_be_carried_are_sent_truncated(strict: bool) -> None:
+    reasons = ["normal", {1, 2}, ("ok", 2**70), 10**MAX_BIG_INT_DIGITS, [Thing()], None]
+    if strict:
+        with pytest.raises(CodecError):
+            encode_reasons(reasons, strict=True)
+    else:
+        decoded = decode_reasons(encode_reasons(reasons))
+        assert decoded == ["normal", TRUNCATED, ("ok", 2**70), TRUNCATED, TRUNCATED, None]
 
 
 def test_encode_refuses_bad_pid_fields() -> None:
@@ -307,6 +318,8 @@ def test_encode_refuses_what_the_limits_refuse() -> None:
         encode_reasons(["a", "b", "c", "d"], limits)
     with pytest.raises(CodecError):
         encode_reasons(["y" * 35] * 3, limits)
+    out = decode_reasons(encode_reasons(["x" * 41, [[[1]]], "ok"], limits), limits)
+    assert out == [TRUNCATED, TRUNCATED, "ok"]
 
 
 @FUZZ
@@ -321,6 +334,30 @@ def test_what_encodes_under_limits_decodes_under_them(
     except CodecError:
         return
     assert same(decode_reason(data, limits), reason)
+
+
+@FUZZ
+@given(st.lists(_values, max_size=4), st.integers(0, 400), st.integers(9, 40), st.integers(0, 4))
+@fake_pids()
+def test_encoded_reasons_always_decode(
+    reasons: list[object], size: int, length: int, depth: int
+) -> None:
+    limits = Limits(size, length, length, 4, 4, depth)
+    try:
+        data = encode_reasons(reasons, limits)
+    except CodecError:  # only when the whole is too big
+        parts = []
+        for reason in reasons:
+            try:
+                parts.append(encode_reason(reason, limits))
+            except CodecError:
+                parts.append(encode_reason(TRUNCATED))
+        assert 1 + len(b"".join(parts)) > limits.max_size
+        return
+    decoded = decode_reasons(data, limits)
+    assert len(decoded) == len(reasons)
+    for got, sent in zip(decoded, reasons):
+        assert same(got, sent) or (got == TRUNCATED and not same(sent, TRUNCATED))
 
 
 # Hostile input
@@ -351,7 +388,7 @@ def decode_or_codec_error(data: bytes) -> None:
         assert_allowed(out)
 
 
-@FUZZ
+@settings(max_examples=1000, deadline=None, database=None)
 @given(st.binary(max_size=200))
 @fake_pids()
 def test_random_bytes_only_raise_codec_error(data: bytes) -> None:
@@ -360,10 +397,10 @@ def test_random_bytes_only_raise_codec_error(data: bytes) -> None:
 
 _ext_codes = st.sampled_from([0, 5, 127, *map(int, Ext)])  # ExtType takes 0..127
 _mp_value = st.recursive(
-    st.none() | st.integers(-(2**64), 2**64 - 1) | st.text(max_size=5) | st.binary(max_size=5),
+    st.none() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=5) | st.binary(max_size=5),
     lambda inner: (
         st.lists(inner, max_size=4)
-        | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3) | st.integers(-(2**63), 2**64 - 1), inner, max_size=3)
         | st.builds(
             lambda code, payload: msgpack.ExtType(code, msgpack.packb(payload)),
             _ext_codes,
@@ -462,6 +499,13 @@ def test_unknown_extension_codes_are_refused() -> None:
                     decode_reason(data + code.to_bytes(1, "big", signed=True) + payload)
 
 
+def test_long_maps_are_refused_by_default() -> None:
+    # Keys with colliding hashes make building a dict quadratic: maps stay short.
+    data = msgpack.packb(dict.fromkeys(range(DEFAULT_LIMITS.max_map_len + 1), 0))
+    with pytest.raises(CodecError):
+        decode_reason(data)
+
+
 def test_map_with_tuple_key_containing_a_list_is_refused() -> None:
     inner = ext(Ext.TUPLE, [[1]])
     data = b"\x81" + msgpack.packb(inner) + b"\x01"
@@ -525,7 +569,7 @@ def test_decode_limits() -> None:
     limits = Limits(
         max_size=100, max_str_len=10, max_bin_len=5, max_array_len=3, max_map_len=2, max_depth=2
     )
-    fits = ["a" * 10, b"b" * 5, {1: (2,), 3: 4}]
+    fits = ["a" * 10, b"b" * 5, {1: (2,), 3: 4}][:2] + [{1: 2, 3: 4}]
     assert decode_reason(encode_reason(fits), limits) == fits
     too_big = ["a" * 11, b"b" * 6, [1, 2, 3, 4], (1, 2, 3, 4), {1: 1, 2: 2, 3: 3}, [[[1]]],
                ((((),),),), [[(1,)]], {1: {2: {3: 4}}}]  # fmt: skip

@@ -395,14 +395,14 @@ def _assert_within_limits(out: object, level: int, size: int, depth: int) -> Non
         assert out is None or kind in (bool, int, float)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(_reasons, st.integers(1, 64), st.integers(0, 5))
 def test_output_respects_the_rules(reason: object, size: int, depth: int) -> None:
     out = truncate(reason, max_binary_size=size, truncation_depth=depth)
     _assert_within_limits(out, 0, size, depth)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(_reasons, st.integers(3, 64), st.integers(0, 5))
 def test_truncate_is_idempotent(reason: object, size: int, depth: int) -> None:
     once = truncate(reason, max_binary_size=size, truncation_depth=depth)

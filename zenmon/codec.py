@@ -32,7 +32,7 @@ import enum
 import re
 import typing
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from .truncator import TRUNCATED, ExitException
 

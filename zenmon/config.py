@@ -38,6 +38,8 @@ class Config:
             minimum = 4 if field.name == "max_binary_size" else 1
             if not minimum <= value <= 2**31 - 1:
                 raise ValueError(f"{field.name} must be in {minimum}..2**31-1, not {value}")
+        if self.truncation_depth > 32:
+            raise ValueError("truncation_depth must be at most 32 (the codec's nesting limit)")
         if self.heartbeat_timeout <= self.heartbeat_interval:
             raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
 
