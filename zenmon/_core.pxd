@@ -10,6 +10,8 @@ cdef enum:
     STATE_LIVE = 1            # linked into its target's list
     STATE_FIRED = 2           # DOWN queued in the dispatcher, not yet delivered
     FLAG_BY_NAME = 4          # monitor made by registered name
+    PROCESS_ALIVE = 1
+    PROCESS_BULK = 2          # DOWNs of one dispatcher tick arrive as one DownBatch
     OP_UNSUBSCRIBE_BIT = 63   # bit set on a queued connector instruction
     NAME_KEY_BIT = 62         # remote target key that stands for a registered name
 
@@ -33,7 +35,7 @@ ctypedef struct TargetRecord:
 
 ctypedef struct ProcessRecord:
     uint32_t gen              # a pid id is (gen << 32 | slot)
-    uint32_t alive
+    uint32_t alive            # PROCESS_ALIVE | PROCESS_BULK, 0 once dead
     uint32_t watch_head       # monitors this process holds (as subscriber)
     uint32_t proxy_head       # subscriptions of remote peers on this process
 
@@ -74,6 +76,7 @@ cdef class DeathQueue:
     cdef QueuedDown *items
     cdef size_t capacity, head, length
     cdef int push(self, uint64_t ref, object death) except -1
+    cdef int push_owned(self, uint64_t ref, void *death) except -1
 
 
 cdef class Batcher:
@@ -105,6 +108,7 @@ cdef class Core:
     cdef list deliver              # process slot -> inbox deque
     cdef object deque_append
     cdef object down_type
+    cdef object batch_type
     cdef readonly str address
     cdef readonly uint64_t incarnation
     cdef dict routes             # remote address -> (connector index, incarnation)

@@ -128,7 +128,7 @@ cdef class Core:
         self.stamp = 0
         self.target_index_mask = 0
 
-    def __init__(self, down_type):
+    def __init__(self, down_type, batch_type=tuple):
         self.downs = DeathQueue()
         self.connector_queues = [None]     # connector 0 is this node
         self.routes = {}
@@ -141,6 +141,7 @@ cdef class Core:
                 and (<PyTypeObject *>down_type).tp_alloc is not NULL):
             raise TypeError("down_type must be a tuple subclass")
         self.down_type = down_type
+        self.batch_type = batch_type
         self.target_index = <uint32_t *>PyMem_Malloc(1024 * sizeof(uint32_t))
         if self.target_index is NULL:
             raise MemoryError()
@@ -353,11 +354,24 @@ cdef class Core:
                 self.stamps[slot] = 0
                 self.deliver.append(inbox)
             proc = &self.processes[slot]
-            proc.alive = 1
+            proc.alive = PROCESS_ALIVE
             proc.watch_head = NIL
             proc.proxy_head = NIL
             self.processes_live += 1
             return (<uint64_t>proc.gen << 32) | slot
+
+    def set_bulk(self, uint64_t pid_id, bint bulk):
+        """Deliver this process's DOWNs as one batch per dispatcher tick (or not)."""
+        cdef uint32_t slot
+        with cython.critical_section(self):
+            slot = self.process_slot(pid_id)
+            if slot == NIL:
+                return False
+            if bulk:
+                self.processes[slot].alive |= PROCESS_BULK
+            else:
+                self.processes[slot].alive &= ~PROCESS_BULK
+            return True
 
     def is_alive(self, uint64_t pid_id):
         """True while the process with this id has not exited."""
@@ -790,46 +804,70 @@ cdef class Core:
 
     # -------------------------------------------------------------- dispatcher
 
-    def dispatch(self, Py_ssize_t budget):
+    def dispatch(self, Py_ssize_t budget, Py_ssize_t max_backlog=0):
         """Hand up to `budget` queued DOWNs to their watchers' inboxes.
 
         Stale entries (demonitored, or watcher dead) are dropped without using the
-        budget. -> list of process slots whose inbox received something (once each).
+        budget. With `max_backlog` > 0 (adaptive pacing) an inbox already holding
+        that many messages gets nothing this time: its entries go back to the end of
+        the queue, each looked at once per call. Bulk processes receive one
+        ``batch_type(downs)`` per call. -> process slots whose inbox received
+        something (once each).
         """
         cdef list touched = []
-        cdef Py_ssize_t handed = 0
+        cdef dict batches = None
+        cdef Py_ssize_t handed = 0, looked = 0, look_limit
         cdef QueuedDown q
         cdef uint32_t m, s
         cdef MonitorRecord *rec
         cdef DeathQueue downs = self.downs
         with cython.critical_section(self):
             self.stamp += 1
-            while downs.length and handed < budget:
+            look_limit = downs.length
+            while downs.length and handed < budget and looked < look_limit:
                 q = downs.items[downs.head]
                 downs.head = (downs.head + 1) % downs.capacity
                 downs.length -= 1
-                death = <object>q.death
-                Py_XDECREF(<PyObject *>q.death)
-                self.n_delivered += 1
+                looked += 1
                 m = <uint32_t>(q.ref & LOW32)
-                if m >= self.monitors_top:
-                    continue
-                rec = &self.monitors[m]
-                if rec.gen != <uint32_t>(q.ref >> 32) or rec.flags & 3 != STATE_FIRED:
+                rec = &self.monitors[m] if m < self.monitors_top else NULL
+                if (rec is NULL or rec.gen != <uint32_t>(q.ref >> 32)
+                        or rec.flags & 3 != STATE_FIRED):
+                    self.n_delivered += 1
+                    Py_XDECREF(<PyObject *>q.death)
                     continue
                 s = rec.subscriber
+                inbox = self.deliver[s]
+                if max_backlog and len(inbox) >= max_backlog:
+                    downs.push_owned(q.ref, q.death)     # this inbox is full: later
+                    continue
+                self.n_delivered += 1
+                death = <object>q.death
+                Py_XDECREF(<PyObject *>q.death)
                 pid = (<tuple>death)[0]
                 if rec.flags & FLAG_BY_NAME and (<tuple>death)[2] is not None:
                     pid = (<tuple>death)[2]
                 down = new_down(self.down_type, q.ref, pid, (<tuple>death)[1])
                 self.unlink_from_subscriber(m)
                 self.monitor_free(m)
-                self.deque_append(self.deliver[s], down)
+                if self.processes[s].alive & PROCESS_BULK:
+                    if batches is None:
+                        batches = {}
+                    pending = batches.get(s)
+                    if pending is None:
+                        batches[s] = [down]
+                    else:
+                        (<list>pending).append(down)
+                else:
+                    self.deque_append(inbox, down)
                 if self.stamps[s] != self.stamp:
                     self.stamps[s] = self.stamp
                     touched.append(s)
                 handed += 1
                 self.n_processed += 1
+            if batches is not None:
+                for s, pending in batches.items():
+                    self.deque_append(self.deliver[s], self.batch_type(tuple(pending)))
         return touched
 
     # ----------------------------------------------------------------- metrics

@@ -79,6 +79,11 @@ cdef class DeathQueue:
         return self.length
 
     cdef int push(self, uint64_t ref, object death) except -1:
+        Py_INCREF(death)
+        return self.push_owned(ref, <void *>death)
+
+    cdef int push_owned(self, uint64_t ref, void *death) except -1:
+        """Queue an entry whose reference to `death` the queue takes over."""
         cdef QueuedDown *slot
         if self.length == self.capacity:
             self.items = <QueuedDown *>grow_ring(self.items, sizeof(QueuedDown), self.capacity,
@@ -86,8 +91,7 @@ cdef class DeathQueue:
             self.head = 0
         slot = &self.items[(self.head + self.length) % self.capacity]
         slot.ref = ref
-        Py_INCREF(death)
-        slot.death = <void *>death
+        slot.death = death
         self.length += 1
         return 0
 

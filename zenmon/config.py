@@ -10,7 +10,15 @@ DISPATCH_MODES = ("token_bucket", "unlimited", "adaptive")
 
 @dataclass(frozen=True)
 class Config:
-    """A node's settings. Defaults are ZenMonitor's; zenmon adds the last four."""
+    """A node's settings. Defaults are ZenMonitor's from connector_sweep_interval to
+    truncation_depth; the rest are zenmon's own.
+
+    dispatch_mode: "token_bucket" (ZenMonitor's: at most demand_amount DOWNs per
+    demand_interval node-wide), "unlimited" (no throttle), or "adaptive" (every
+    adaptive_interval ms, each inbox is topped up to at most adaptive_backlog
+    messages: a storm drains as fast as its watchers read, and a work message never
+    waits behind more than adaptive_backlog DOWNs).
+    """
 
     connector_sweep_interval: int = 100
     connector_chunk_size: int = 5000
@@ -24,6 +32,8 @@ class Config:
     heartbeat_timeout: int = 1000
     connect_timeout: int = 1000
     dispatch_mode: str = "token_bucket"
+    adaptive_backlog: int = 128
+    adaptive_interval: int = 1
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -30,7 +30,7 @@ from .curve import Curve
 from .dispatcher import Dispatcher
 from .errors import NameTaken, NotStarted, ZenmonError
 from .local import Local
-from .messages import Down
+from .messages import Down, DownBatch
 from .process import Process
 from .protocol import MAX_FRAME
 from .proxy import Proxy
@@ -67,7 +67,7 @@ class Node:
         self._curve = curve
         self.address = ""
         self.incarnation = 0
-        self._core = Core(Down)
+        self._core = Core(Down, DownBatch)
         self._slots: list[Process | None] = []
         self._names: dict[str, Process] = {}
         self._lock = threading.RLock()
@@ -145,8 +145,12 @@ class Node:
 
     # ------------------------------------------------------------- processes
 
-    def process(self, name: str | None = None) -> Process:
-        """Make a local process with an inbox, registered as `name` if given."""
+    def process(self, name: str | None = None, bulk: bool = False) -> Process:
+        """Make a local process with an inbox, registered as `name` if given.
+
+        With ``bulk=True`` the DOWNs of one dispatcher tick arrive as one
+        :class:`zenmon.DownBatch` message (see ``Process.set_bulk``).
+        """
         self._require_started()
         if name is not None and not isinstance(name, str):
             raise TypeError("a process name must be a str")
@@ -164,6 +168,8 @@ class Node:
                 self._slots[slot] = process
             if name is not None:
                 self._names[name] = process
+        if bulk:
+            process.set_bulk(True)
         return process
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> Process:

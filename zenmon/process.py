@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._core import Pid as _Pid
 from .errors import ProcessExited
 from .messages import Down as _Down
+from .messages import DownBatch as _DownBatch
 
 if TYPE_CHECKING:
     from ._core import Pid
@@ -91,12 +92,30 @@ class Process:
             self._core.demonitor(self._id, ref)
         if flush:
             with self._lock:
-                kept = [m for m in self._messages
-                        if not (type(m) is _Down and m.ref == ref)]
-                if len(kept) != len(self._messages):
+                kept = []
+                changed = False
+                for message in self._messages:
+                    if type(message) is _Down and message.ref == ref:
+                        changed = True
+                        continue
+                    if type(message) is _DownBatch and any(d.ref == ref for d in message.downs):
+                        changed = True
+                        message = _DownBatch(tuple(d for d in message.downs if d.ref != ref))
+                        if not message.downs:
+                            continue
+                    kept.append(message)
+                if changed:
                     self._messages.clear()
                     self._messages.extend(kept)
         return True
+
+    def set_bulk(self, enabled: bool = True) -> None:
+        """Receive the DOWNs of each dispatcher tick as one :class:`zenmon.DownBatch`.
+
+        Saves a receive per DOWN when a storm comes; each DOWN still arrives exactly
+        once, and ``demonitor(ref, flush=True)`` also removes it from a queued batch.
+        """
+        self._core.set_bulk(self._id, bool(enabled))
 
     def send(self, message: Any) -> None:
         """Put `message` in this process's inbox (work messages, replies...)."""
