@@ -67,3 +67,55 @@ def node(node_factory: Callable[..., Any]) -> Any:
 def fast_node(node_factory: Callable[..., Any]) -> Any:
     """A started node with 10 ms demand interval and 10 ms connector/batcher sweeps."""
     return node_factory(**FAST_SETTINGS)
+
+
+# ---------------------------------------------------------------- remote nodes
+# (appended for the remote suites; the helpers live in tests/remote.py)
+
+
+@pytest.fixture
+def remote_node() -> Iterator[Callable[..., Any]]:
+    """Start zenmon nodes in subprocesses: ``remote_node(port=0, settings=None, curve=None)``.
+
+    Each is a ``remote.RemoteNode`` on 127.0.0.1 (a free port unless one is given),
+    ready when returned; at teardown each is killed by its own OS pid (SIGKILL)
+    and reaped, and its pipes closed.
+    """
+    from remote import RemoteNodes
+
+    nodes = RemoteNodes()
+    try:
+        yield nodes
+    finally:
+        nodes.close_all()
+
+
+@pytest.fixture
+def zmq_context() -> Iterator[Any]:
+    """A private ZeroMQ context for raw test sockets; sockets close with linger=0."""
+    import zmq
+
+    context = zmq.Context()
+    try:
+        yield context
+    finally:
+        context.destroy(linger=0)
+
+
+@pytest.fixture
+def tcp_relay() -> Iterator[Callable[[int], Any]]:
+    """Make TCP relays in front of a port: ``tcp_relay(port)``; all closed at teardown."""
+    from remote import TcpRelay
+
+    relays: list[Any] = []
+
+    def make(port: int) -> Any:
+        relay = TcpRelay(port)
+        relays.append(relay)
+        return relay
+
+    try:
+        yield make
+    finally:
+        for relay in relays:
+            relay.close()

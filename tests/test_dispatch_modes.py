@@ -6,9 +6,9 @@ import threading
 import time
 
 import pytest
-from helpers import wait_for
 
 import zenmon
+from helpers import wait_for
 
 
 def _storm(node, watcher, n):

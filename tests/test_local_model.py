@@ -73,8 +73,8 @@ class LocalMonitorMachine(RuleBasedStateMachine):
         self.alive: list[bool] = []
         self.registered: dict[str, int] = {}
         self.monitors: dict[int, Monitor] = {}
-        self.new_process(None)
-        self.new_process(None)
+        for _ in range(3):
+            self.new_process(None)
 
     # ----------------------------------------------------------------- helpers
 
@@ -105,9 +105,13 @@ class LocalMonitorMachine(RuleBasedStateMachine):
         if name is not None:
             self.registered[name] = len(self.procs) - 1
 
-    @rule(w=st.integers(0, 100), t=st.integers(0, 100))
-    def monitor_pid(self, w: int, t: int) -> None:
-        watcher, target = self.pick(w), self.pick(t)
+    @rule(w=st.integers(0, 100), t=st.integers(0, 100), dead_watcher=st.integers(0, 9))
+    def monitor_pid(self, w: int, t: int, dead_watcher: int) -> None:
+        """Mostly from a live watcher; sometimes from any process, dead ones included."""
+        watcher = self.pick(w, alive_only=dead_watcher != 0)
+        if watcher is None:
+            return
+        target = self.pick(t)
         if not self.alive[watcher]:
             with pytest.raises(zenmon.ProcessExited):
                 self.procs[watcher].monitor(self.procs[target].pid)
@@ -137,15 +141,18 @@ class LocalMonitorMachine(RuleBasedStateMachine):
             pid = zenmon.Pid(self.node.address, self.node.incarnation - 1, live.id)
         self.add_monitor(watcher, self.procs[watcher].monitor(pid), None, pid)
 
-    @rule(i=st.integers(0, 10_000), flush=st.booleans(), unknown=st.booleans())
-    def demonitor(self, i: int, flush: bool, unknown: bool) -> None:
+    @rule(i=st.integers(0, 10_000), flush=st.booleans(), kind=st.integers(0, 9))
+    def demonitor(self, i: int, flush: bool, kind: int) -> None:
+        """Mostly a live monitor; sometimes any ref of a live watcher, or an unknown ref."""
         owned = sorted(ref for ref, m in self.monitors.items() if self.alive[m.watcher])
-        if not owned or unknown:
+        live = [ref for ref in owned if self.monitors[ref].state in (PENDING, FIRED, MAYBE)]
+        candidates = live if kind >= 3 and live else owned
+        if not candidates or kind == 0:
             watcher = self.pick(i, alive_only=True)
             if watcher is not None:
                 assert self.procs[watcher].demonitor(10**15 + i, flush=flush) is True
             return
-        ref = owned[i % len(owned)]
+        ref = candidates[i % len(candidates)]
         monitor = self.monitors[ref]
         assert self.procs[monitor.watcher].demonitor(ref, flush=flush) is True
         if monitor.state == PENDING:

@@ -593,6 +593,10 @@ cdef class Core:
             raise ValueError("dead summary index count differs from key count")
         if n and n_reasons == 0:
             raise ValueError("dead summary without reasons")
+        for i in range(indexes.shape[0] // 4):     # all checked first: all or nothing
+            memcpy(&index, &indexes[i * 4], 4)
+            if le32toh(index) >= n_reasons:
+                raise ValueError("dead summary reason index out of range")
         with cython.critical_section(self):
             for i in range(n):
                 memcpy(&key, &keys[i * 8], 8)
@@ -601,8 +605,6 @@ cdef class Core:
                 if indexes.shape[0]:
                     memcpy(&index, &indexes[i * 4], 4)
                     index = le32toh(index)
-                    if index >= n_reasons:
-                        raise ValueError("dead summary reason index out of range")
                 t = self.target_find(conn, key)
                 if t == NIL:
                     continue

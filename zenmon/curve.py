@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from .node import Node
 
 
+ZAP_DOMAIN = "zenmon"
+
+
 def _z85(key: bytes | str) -> bytes:
     raw = key.encode("ascii") if isinstance(key, str) else bytes(key)
     if len(raw) != 40:
@@ -25,14 +28,18 @@ def _z85(key: bytes | str) -> bytes:
 
 
 def split_address(address: str) -> tuple[str, bytes | None]:
-    """``"tcp://h:p?key=K"`` -> ("tcp://h:p", b"K"); no key -> (address, None)."""
-    endpoint, _, query = address.partition("?")
-    key = None
-    for part in query.split("&") if query else ():
-        name, _, value = part.partition("=")
-        if name == "key":
-            key = _z85(value)
-    return endpoint, key
+    """``"tcp://h:p?key=K"`` -> ("tcp://h:p", b"K"); no key -> (address, None).
+
+    The key is the 40 characters after ``key=`` taken as they are: Z85 uses ``&``,
+    ``?`` and ``=`` too, so the query is not split on them.
+    """
+    endpoint, sep, query = address.partition("?")
+    if not sep:
+        return address, None
+    if not query.startswith("key=") or len(query) != 44:
+        raise ValueError(f"a node address carries its CURVE key as ?key=<40 z85 chars>: "
+                         f"{address!r}")
+    return endpoint, _z85(query[4:])
 
 
 class Curve:
@@ -59,12 +66,12 @@ class Curve:
         assert node._context is not None
         authenticator = ThreadAuthenticator(node._context)
         authenticator.start()
-        authenticator.configure_curve_callback("*", credentials_provider=self)
+        authenticator.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self)
         self._authenticator = authenticator
         socket.setsockopt(zmq.CURVE_SERVER, 1)
         socket.setsockopt(zmq.CURVE_SECRETKEY, self.secret_key)
         socket.setsockopt(zmq.CURVE_PUBLICKEY, self.public_key)
-        socket.setsockopt(zmq.ZAP_DOMAIN, b"zenmon")
+        socket.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
         return "?key=" + self.public_key.decode("ascii")
 
     def callback(self, domain: str, key: bytes) -> bool:

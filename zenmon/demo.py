@@ -1,0 +1,951 @@
+"""``zenmon demo``: the talk's chat scenario, for real, on this machine.
+
+A *guilds* node (this process) and two or more *sessions* nodes (each its own OS
+process, :mod:`zenmon._demo_node`, on 127.0.0.1). Sessions nodes host session
+processes; every session is a member of a few random guilds plus one big *lobby*
+guild that has every session as a member. Guild processes monitor their members'
+sessions and sessions monitor their guilds. Then one sessions node is killed with
+SIGKILL: the guilds node detects it (heartbeat timeout) and every monitor on its
+sessions fires ``nodedown``; one death fans out to several DOWNs.
+
+While the DOWNs are delivered, a sender thread puts a *work* message (its send
+time) in the lobby guild's inbox every couple of milliseconds; the lobby measures
+how long each one waited. DOWNs and work share the inbox, so the wait shows how
+the DOWN stream interlaces with real work. Every DOWN also costs the guild that
+receives it a little simulated CPU work (``--down-cost``, default 20 us), as a
+guild removing a member and telling the others would.
+
+``--compare`` (and ``--plot FILE.png``) runs the same scenario a second time with
+``dispatch_mode="unlimited"``: zenmon with the throttle lifted (batching,
+truncation and one-monitor-per-target still apply), as the unthrottled baseline.
+It is not Erlang's plain monitors; it shows what the token bucket buys.
+
+The exit code is 0 if and only if, in every run, each expected DOWN arrived
+exactly once (and no other DOWN arrived). Every process the demo starts is killed
+(SIGKILL) and reaped before it exits, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import zenmon
+
+__all__ = ["DemoOptions", "RunResult", "main", "run_demo"]
+
+HEARTBEAT_INTERVAL = 100    # ms: the guilds node notices the kill within ~0.5 s
+HEARTBEAT_TIMEOUT = 500
+SETUP_TIMEOUT = 120.0       # s: sessions, monitors and subscriptions in place
+CALL_TIMEOUT = 60.0         # s: one command to a sessions node
+WORK_WARMUP = 1.0           # s of work messages before the kill (the calm baseline)
+GRACE = 0.5                 # s to wait after the last expected DOWN for strays
+SAMPLE_EVERY = 0.1          # s between progress samples
+
+
+class Interrupted(Exception):
+    """SIGTERM/SIGHUP while the demo runs (Ctrl-C raises KeyboardInterrupt)."""
+
+
+# --------------------------------------------------------------------------
+# Child processes: started, recorded, and always killed
+# --------------------------------------------------------------------------
+
+
+class ChildError(RuntimeError):
+    """A sessions node failed to answer or answered with an error."""
+
+
+class Child:
+    """One sessions node subprocess, spoken to in JSON lines."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._buffer = b""
+        self.address = ""
+        self.incarnation = 0
+
+    def hello(self, timeout: float = CALL_TIMEOUT) -> None:
+        info = self._read(timeout)
+        self.address = info["address"]
+        self.incarnation = int(info["incarnation"])
+
+    def send(self, cmd: str, **args: Any) -> None:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
+        self.popen.stdin.flush()
+
+    def result(self, timeout: float = CALL_TIMEOUT) -> Any:
+        answer = self._read(timeout)
+        if "error" in answer:
+            raise ChildError(f"sessions node pid {self.pid}: {answer['error']}")
+        return answer["ok"]
+
+    def call(self, cmd: str, timeout: float = CALL_TIMEOUT, **args: Any) -> Any:
+        self.send(cmd, **args)
+        return self.result(timeout)
+
+    def _read(self, timeout: float) -> Any:
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChildError(f"sessions node pid {self.pid} did not answer "
+                                 f"within {timeout:.0f} s")
+            readable, _, _ = select.select([fd], [], [], remaining)
+            if readable:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise ChildError(f"sessions node pid {self.pid} exited "
+                                     f"(code {self.popen.poll()})")
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+
+class Children:
+    """Every subprocess the demo started: only these are ever killed."""
+
+    def __init__(self) -> None:
+        self.started: list[Child] = []
+
+    def start(self, settings: dict[str, Any]) -> Child:
+        """Start one sessions node (a subprocess of this process) and record it."""
+        cmd = [sys.executable, "-m", "zenmon._demo_node", "--settings", json.dumps(settings)]
+        # `-m` puts the working directory first on sys.path: run from the directory
+        # that holds the zenmon this process imported, so the child imports it too
+        # (not a source checkout without the compiled core that happens to be here).
+        cwd = os.path.dirname(os.path.dirname(os.path.abspath(zenmon.__file__)))
+        # Ctrl-C between fork and bookkeeping must not leave an unrecorded child.
+        with _signals_blocked():
+            popen = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd,
+                start_new_session=True,   # the terminal's Ctrl-C is for us, not them
+            )
+            child = Child(popen)
+            self.started.append(child)
+        return child
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self.started]
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL `child` (if still running) and reap it."""
+        popen = child.popen
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                popen.kill()
+        try:
+            popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # unkillable (D state?): reported by still_running
+            pass
+        for stream in (popen.stdin, popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def kill_all(self) -> None:
+        for child in self.started:
+            if child.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.kill()
+        for child in self.started:
+            self.kill(child)
+
+    def still_running(self) -> list[int]:
+        """Pids of started children that still exist (none, after kill_all)."""
+        alive = []
+        for child in self.started:
+            if child.popen.returncode is None:
+                alive.append(child.pid)
+        return alive
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    wanted = {signal.SIGINT, signal.SIGTERM}
+    if hasattr(signal, "SIGHUP"):
+        wanted.add(signal.SIGHUP)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+# --------------------------------------------------------------------------
+# Output: a progress bar on a terminal, plain periodic lines otherwise
+# --------------------------------------------------------------------------
+
+
+class Output:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._bar_shown = False
+        self._last_plain = 0.0
+
+    def line(self, text: str = "") -> None:
+        if self._bar_shown:
+            self.stream.write("\n")
+            self._bar_shown = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def bar(self, text: str, force: bool = False) -> None:
+        if self.tty:
+            width = shutil.get_terminal_size((100, 24)).columns
+            self.stream.write("\r" + text[:max(20, width - 1)] + "\x1b[K")
+            self.stream.flush()
+            self._bar_shown = True
+        else:
+            now = time.monotonic()
+            if force or now - self._last_plain >= 1.0:
+                self._last_plain = now
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def end_bar(self) -> None:
+        if self._bar_shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._bar_shown = False
+
+
+# --------------------------------------------------------------------------
+# The guild side: guild processes as asyncio tasks, a work sender, the tally
+# --------------------------------------------------------------------------
+
+
+class Tally:
+    """What the guilds received. Written only by the guilds' event-loop thread."""
+
+    def __init__(self, expected_refs: set[int]) -> None:
+        self.pending = expected_refs
+        self.expected = len(expected_refs)
+        self.done: set[int] = set()
+        self.delivered = 0
+        self.duplicates = 0
+        self.unexpected = 0
+        self.wrong_reason = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.work: list[tuple[float, float]] = []   # (received at, waited s)
+
+    def on_down(self, down: zenmon.Down, now: float) -> None:
+        ref = down.ref
+        if ref in self.pending:
+            self.pending.discard(ref)
+            self.done.add(ref)
+            self.delivered += 1
+            if self.first is None:
+                self.first = now
+            if not self.pending:
+                self.last = now
+        elif ref in self.done:
+            self.duplicates += 1
+        else:
+            self.unexpected += 1
+        if down.reason != "nodedown":
+            self.wrong_reason += 1
+
+
+def _burn(seconds: float) -> None:
+    """Simulated CPU work of handling one DOWN (holds the GIL, as real work would)."""
+    if seconds <= 0:
+        return
+    clock = time.perf_counter
+    end = clock() + seconds
+    while clock() < end:
+        pass
+
+
+class GuildSide:
+    """Runs every guild process as a task on one event loop in its own thread."""
+
+    def __init__(self, guilds: list[zenmon.Process], lobby: zenmon.Process, tally: Tally,
+                 down_cost: float) -> None:
+        self.guilds = guilds
+        self.lobby = lobby
+        self.tally = tally
+        self.down_cost = down_cost
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zenmon-demo guilds",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        tasks = [asyncio.create_task(self._guild(p)) for p in self.guilds]
+        tasks.append(asyncio.create_task(self._guild(self.lobby, lobby=True)))
+        self._ready.set()
+        await self._stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _guild(self, process: zenmon.Process, lobby: bool = False) -> None:
+        tally = self.tally
+        cost = self.down_cost
+        clock = time.monotonic
+        down_type = zenmon.Down
+        batch_type = zenmon.DownBatch
+        work = tally.work
+        while True:
+            message = await process.areceive()
+            if type(message) is down_type:
+                tally.on_down(message, clock())
+                _burn(cost)
+            elif type(message) is batch_type:     # a process in bulk mode (not by default)
+                for down in message.downs:
+                    tally.on_down(down, clock())
+                    _burn(cost)
+            elif lobby and type(message) is tuple and message[0] == "work":
+                now = clock()
+                work.append((now, now - message[1]))
+
+
+class WorkSender:
+    """Puts ``("work", sent_at)`` in the lobby's inbox every `interval` seconds."""
+
+    def __init__(self, lobby: zenmon.Process, interval: float) -> None:
+        self.lobby = lobby
+        self.interval = interval
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zenmon-demo work",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        clock = time.monotonic
+        send = self.lobby.send
+        while not self._stop.wait(self.interval):
+            try:
+                send(("work", clock()))
+            except zenmon.ProcessExited:
+                return
+            self.sent += 1
+
+
+# --------------------------------------------------------------------------
+# One run of the scenario
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class DemoOptions:
+    sessions: int = 100_000
+    nodes: int = 2
+    guilds: int = 200
+    per_session: int = 3
+    down_cost_us: float = 20.0
+    work_interval_ms: float = 2.0
+    compare: bool = False
+    plot: str | None = None
+    seed: int = 1
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    mode: str
+    label: str
+    maximum_mps: float
+    sessions: int = 0
+    killed_sessions: int = 0
+    guild_monitors: int = 0
+    session_monitors: int = 0
+    setup_s: float = 0.0
+    expected: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    unexpected: int = 0
+    wrong_reason: int = 0
+    detect_s: float | None = None
+    storm_s: float | None = None
+    mean_rate: float | None = None
+    peak_rate: float | None = None
+    timed_out: bool = False
+    work_before: list[float] = field(default_factory=list)
+    work_storm: list[float] = field(default_factory=list)
+    # for the plot: (t since kill, DOWNs put in inboxes so far) and (t, work wait s)
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    work_points: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def exactly_once(self) -> bool:
+        return (not self.timed_out and self.expected > 0 and self.delivered == self.expected
+                and self.duplicates == 0 and self.unexpected == 0 and self.wrong_reason == 0)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, min(len(sorted_values), int(-(-q * len(sorted_values) // 100))))
+    return sorted_values[rank - 1]
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:.1f}" if ms < 100 else f"{ms:,.0f}"
+
+
+def _membership(opts: DemoOptions) -> list[list[int]]:
+    """Guild indices of each session: `per_session` random guilds, then the lobby."""
+    rng = random.Random(opts.seed)
+    population = range(opts.guilds)
+    k = min(opts.per_session, opts.guilds)
+    lobby = opts.guilds
+    return [rng.sample(population, k) + [lobby] for _ in range(opts.sessions)]
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def run_scenario(opts: DemoOptions, mode: str, children: Children, out: Output) -> RunResult:
+    """Set up the nodes, kill one sessions node, watch the DOWNs arrive."""
+    settings = {"heartbeat_interval": HEARTBEAT_INTERVAL,
+                "heartbeat_timeout": HEARTBEAT_TIMEOUT, **opts.settings}
+    guild_settings = dict(settings, dispatch_mode=mode)
+    label = "zenmon" if mode == "token_bucket" else "unthrottled"
+    t_setup = time.monotonic()
+    mine: list[Child] = []
+    node: zenmon.Node | None = None
+    guild_side: GuildSide | None = None
+    sender: WorkSender | None = None
+    try:
+        # sessions nodes first (they start in parallel), then the guilds node
+        for _ in range(opts.nodes):
+            mine.append(children.start(settings))
+        for child in mine:
+            child.hello()
+        node = zenmon.Node(listen="tcp://127.0.0.1:0", **guild_settings)
+        node.start()
+        result = RunResult(mode=mode, label=label, maximum_mps=node.maximum_mps)
+        guilds = [node.process(name=f"guild-{g}") for g in range(opts.guilds)]
+        lobby = node.process(name="lobby")
+        guild_procs = [*guilds, lobby]
+        out.line(f"  guilds node    pid {os.getpid():>7}  {node.address}  "
+                 f"{opts.guilds} guilds + 1 lobby guild  (this process; "
+                 f"dispatch_mode={mode!r})")
+
+        # sessions: spawned on every sessions node at once
+        shares = _split(opts.sessions, opts.nodes)
+        for child, n in zip(mine, shares):
+            child.send("spawn", n=n)
+        session_pids: list[list[zenmon.Pid]] = []
+        for i, child in enumerate(mine):
+            made = child.result()
+            session_pids.append([zenmon.Pid(made["node"], made["incarnation"], pid_id)
+                                 for pid_id in made["ids"]])
+            role = "  <- will be killed" if i == 0 else ""
+            out.line(f"  sessions node  pid {child.pid:>7}  {child.address}  "
+                     f"{len(made['ids']):,} sessions{role}")
+
+        # membership; sessions monitor their guilds, guilds monitor their members
+        membership = _membership(opts)
+        per = len(membership[0]) if membership else 0
+        guild_pid_text = [str(p.pid) for p in guild_procs]
+        start = 0
+        for child, n in zip(mine, shares):
+            flat = [g for member in membership[start:start + n] for g in member]
+            child.send("monitor_guilds", guilds=guild_pid_text, membership=flat,
+                       per_session=per)
+            start += n
+        expected_refs: set[int] = set()
+        guild_monitors = 0
+        start = 0
+        for j, pids in enumerate(session_pids):
+            for i, pid in enumerate(pids):
+                for g in membership[start + i]:
+                    ref = guild_procs[g].monitor(pid)
+                    if j == 0:
+                        expected_refs.add(ref)
+                    guild_monitors += 1
+            start += len(pids)
+        session_monitors = sum(int(child.result()) for child in mine)
+        result.sessions = opts.sessions
+        result.killed_sessions = shares[0]
+        result.guild_monitors = guild_monitors
+        result.session_monitors = session_monitors
+        result.expected = len(expected_refs)
+
+        # wait until every subscription has crossed the wire, both ways
+        start = 0
+        want_guild_side = 0
+        for n in shares:
+            want_guild_side += len({g for member in membership[start:start + n]
+                                    for g in member})
+            start += n
+        deadline = time.monotonic() + SETUP_TIMEOUT
+        while True:
+            guild_subs = node.metrics()["zenmon.proxy.subscribers.size"]
+            for child in mine:
+                child.send("metrics")
+            session_subs = [int(child.result()["zenmon.proxy.subscribers.size"])
+                            for child in mine]
+            if guild_subs == want_guild_side and session_subs == shares:
+                break
+            if time.monotonic() > deadline:
+                raise ChildError(f"subscriptions not in place after {SETUP_TIMEOUT:.0f} s "
+                                 f"(guilds node {guild_subs}/{want_guild_side}, sessions "
+                                 f"nodes {session_subs}/{shares})")
+            time.sleep(0.1)
+        result.setup_s = time.monotonic() - t_setup
+        out.line(f"  monitors: {guild_monitors:,} guild -> session, {session_monitors:,} "
+                 f"session -> guild; subscriptions in place after {result.setup_s:.1f} s")
+
+        # the guilds start receiving, the lobby gets work, then the kill
+        tally = Tally(expected_refs)
+        guild_side = GuildSide(guilds, lobby, tally, opts.down_cost_us / 1e6)
+        guild_side.start()
+        sender = WorkSender(lobby, opts.work_interval_ms / 1000)
+        sender.start()
+        time.sleep(WORK_WARMUP)
+        victim = mine[0]
+        out.line(f"  SIGKILL sessions node pid {victim.pid}: {shares[0]:,} sessions gone, "
+                 f"{result.expected:,} DOWNs expected (reason 'nodedown')")
+        base = node.metrics()["zenmon.local.dispatcher.events.processed"]
+        t_kill = time.monotonic()
+        children.kill(victim)
+        _watch_storm(node, tally, result, t_kill, base, opts, out)
+        sender.stop()
+        sender = None
+        guild_side.stop()
+        guild_side = None
+
+        # the figures
+        result.delivered = tally.delivered
+        result.duplicates = tally.duplicates
+        result.unexpected = tally.unexpected
+        result.wrong_reason = tally.wrong_reason
+        if tally.first is not None:
+            result.detect_s = tally.first - t_kill
+        end = tally.last if tally.last is not None else time.monotonic()
+        if tally.last is not None:
+            result.storm_s = tally.last - t_kill
+            if tally.first is not None and tally.last > tally.first:
+                result.mean_rate = tally.delivered / (tally.last - tally.first)
+        result.work_points = [(t - t_kill, w) for t, w in tally.work]
+        result.work_before = sorted(w for t, w in tally.work if t < t_kill)
+        result.work_storm = sorted(w for t, w in tally.work if t_kill <= t <= end)
+        result.peak_rate = _peak_rate(result.timeline, 1.0)
+        return result
+    finally:
+        if sender is not None:
+            sender.stop()
+        if guild_side is not None:
+            guild_side.stop()
+        if node is not None:
+            node.stop()
+        for child in mine:
+            children.kill(child)
+        del node
+        gc.collect()
+
+
+def _watch_storm(node: zenmon.Node, tally: Tally, result: RunResult, t_kill: float,
+                 base: int, opts: DemoOptions, out: Output) -> None:
+    """Sample and draw progress until every expected DOWN arrived (or time runs out)."""
+    expected = max(1, tally.expected)
+    cost = opts.down_cost_us / 1e6
+    budget = (HEARTBEAT_TIMEOUT / 1000 + expected / result.maximum_mps * 1.5
+              + expected * cost * 3 + 30.0)
+    deadline = t_kill + budget
+    timeline = result.timeline
+    maximum = result.maximum_mps
+    label = result.label
+    done_at: float | None = None
+    while True:
+        time.sleep(SAMPLE_EVERY)
+        now = time.monotonic()
+        processed = node.metrics()["zenmon.local.dispatcher.events.processed"] - base
+        timeline.append((now - t_kill, processed))
+        delivered = tally.delivered
+        rate = _recent_rate(timeline, 1.0)
+        waits = sorted(w for t, w in tally.work[-5000:] if t >= t_kill)
+        width = 20
+        filled = int(width * delivered / expected)
+        limit = f"max {maximum:,.0f}/s" if result.mode == "token_bucket" else "no limit"
+        text = (f"  {label:<11} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{delivered:>9,}/{tally.expected:,} DOWNs  {rate:>9,.0f}/s ({limit})  "
+                f"work wait p50 {_ms(percentile(waits, 50))} p99 {_ms(percentile(waits, 99))} "
+                f"max {_ms(waits[-1] if waits else 0.0)} ms  {now - t_kill:4.1f} s")
+        finished = done_at is not None and now - done_at >= GRACE
+        out.bar(text, force=finished)
+        if finished:
+            break
+        if done_at is None and tally.last is not None:
+            done_at = now
+        if now > deadline:
+            result.timed_out = True
+            out.bar(text, force=True)
+            out.end_bar()
+            out.line(f"  gave up after {budget:.0f} s: {delivered:,} of {tally.expected:,} "
+                     f"DOWNs arrived")
+            return
+    out.end_bar()
+
+
+def _recent_rate(timeline: list[tuple[float, int]], window: float) -> float:
+    if len(timeline) < 2:
+        return 0.0
+    t1, c1 = timeline[-1]
+    for t0, c0 in reversed(timeline):
+        if t1 - t0 >= window:
+            return (c1 - c0) / (t1 - t0)
+    t0, c0 = timeline[0]
+    return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def _peak_rate(timeline: list[tuple[float, int]], window: float) -> float | None:
+    """Highest DOWNs-into-inboxes rate over any `window`-second stretch of samples."""
+    best: float | None = None
+    j = 0
+    for i in range(len(timeline)):
+        t0, c0 = timeline[i]
+        while j < len(timeline) and timeline[j][0] - t0 < window:
+            j += 1
+        if j == len(timeline):
+            break
+        t1, c1 = timeline[j]
+        rate = (c1 - c0) / (t1 - t0)
+        best = rate if best is None else max(best, rate)
+    return best
+
+
+# --------------------------------------------------------------------------
+# Summary and plot
+# --------------------------------------------------------------------------
+
+
+def summary_table(results: list[RunResult]) -> list[str]:
+    """The end-of-demo table, one column per run."""
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}/s"
+
+    def secs(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f} s"
+
+    def waits(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return (f"{_ms(percentile(values, 50))} / {_ms(percentile(values, 99))} / "
+                f"{_ms(values[-1])} ms")
+
+    rows: list[tuple[str, list[str]]] = [
+        ("sessions (killed)", [f"{r.sessions:,} ({r.killed_sessions:,})" for r in results]),
+        ("monitors guild->session", [f"{r.guild_monitors:,}" for r in results]),
+        ("monitors session->guild", [f"{r.session_monitors:,}" for r in results]),
+        ("DOWNs expected", [f"{r.expected:,}" for r in results]),
+        ("DOWNs delivered", [f"{r.delivered:,}" for r in results]),
+        ("duplicates / strays", [f"{r.duplicates} / {r.unexpected}" for r in results]),
+        ("exactly once", ["yes (expected == delivered)" if r.exactly_once else "NO"
+                          for r in results]),
+        ("kill -> first DOWN", [secs(r.detect_s) for r in results]),
+        ("kill -> last DOWN", [secs(r.storm_s) for r in results]),
+        ("mean rate (first->last)", [rate(r.mean_rate) for r in results]),
+        ("peak rate (1 s window)", [rate(r.peak_rate) for r in results]),
+        ("maximum_mps", [f"{r.maximum_mps:,.0f}/s" if r.mode == "token_bucket"
+                         else "(lifted)" for r in results]),
+        ("work wait before kill", [waits(r.work_before) for r in results]),
+        ("work wait in the storm", [waits(r.work_storm) for r in results]),
+        ("work messages in storm", [f"{len(r.work_storm):,}" for r in results]),
+    ]
+    headers = [("zenmon (token bucket)" if r.mode == "token_bucket"
+                else "unthrottled*") for r in results]
+    first = max(len(name) for name, _ in rows)
+    widths = [max(len(h), *(len(values[i]) for _, values in rows))
+              for i, h in enumerate(headers)]
+    lines = ["  " + " " * first + "  " + "  ".join(h.rjust(w) for h, w in zip(headers, widths))]
+    lines.append("  " + "-" * (first + sum(w + 2 for w in widths)))
+    for name, values in rows:
+        lines.append("  " + name.ljust(first) + "  "
+                     + "  ".join(v.rjust(w) for v, w in zip(values, widths)))
+    lines.append("  work wait = p50 / p99 / max of the lobby guild's work messages")
+    return lines
+
+
+def _load_pyplot() -> Any | None:
+    try:
+        matplotlib = importlib.import_module("matplotlib")
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    return importlib.import_module("matplotlib.pyplot")
+
+
+def write_plot(path: str, results: list[RunResult], opts: DemoOptions, plt: Any) -> None:
+    """Delivery rate and work wait over time, one line per run."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
+    colours = {"token_bucket": "tab:blue", "unlimited": "tab:red"}
+    names = {"token_bucket": "zenmon (token bucket)",
+             "unlimited": "unthrottled (zenmon, dispatch_mode='unlimited')"}
+    for r in results:
+        colour = colours.get(r.mode, "tab:grey")
+        xs, ys = [], []
+        timeline = [(0.0, 0), *r.timeline]
+        step = 0.5
+        i = 0
+        t = 0.0
+        end = timeline[-1][0]
+        while t + step <= end + 1e-9:
+            while i + 1 < len(timeline) and timeline[i + 1][0] <= t:
+                i += 1
+            j = i
+            while j + 1 < len(timeline) and timeline[j][0] < t + step:
+                j += 1
+            t0, c0 = timeline[i]
+            t1, c1 = timeline[j]
+            if t1 > t0:
+                xs.append((t0 + t1) / 2)
+                ys.append((c1 - c0) / (t1 - t0))
+            t += step
+        top.plot(xs, ys, color=colour, label=names.get(r.mode, r.mode), drawstyle="steps-mid")
+        pts = [(t, w * 1000) for t, w in r.work_points]
+        if pts:
+            bottom.scatter([p[0] for p in pts], [max(p[1], 0.01) for p in pts], s=3,
+                           color=colour, alpha=0.5, label=names.get(r.mode, r.mode))
+    maximum = next((r.maximum_mps for r in results if r.mode == "token_bucket"), None)
+    if maximum is not None:
+        top.axhline(maximum, color="black", linestyle="--", linewidth=1,
+                    label=f"maximum_mps = {maximum:,.0f}/s")
+    top.set_yscale("symlog", linthresh=1000)
+    top.set_ylabel("DOWNs into inboxes per second")
+    top.legend(loc="upper right", fontsize=8)
+    top.grid(True, alpha=0.3)
+    bottom.set_yscale("log")
+    bottom.set_ylabel("work message wait (ms)")
+    bottom.set_xlabel("seconds since the sessions node was SIGKILLed")
+    bottom.legend(loc="upper right", fontsize=8, markerscale=4)
+    bottom.grid(True, alpha=0.3)
+    first = results[0]
+    fig.suptitle(f"zenmon demo: a sessions node with {first.killed_sessions:,} sessions "
+                 f"killed -> {first.expected:,} DOWNs\n(each DOWN costs its guild "
+                 f"{opts.down_cost_us:g} us; work message every {opts.work_interval_ms:g} ms "
+                 f"to the lobby guild)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    key = key.strip()
+    parsed: Any = value.strip()
+    with contextlib.suppress(ValueError):
+        parsed = int(parsed)
+    return key, parsed
+
+
+def parse_args(argv: Sequence[str] | None) -> DemoOptions:
+    parser = argparse.ArgumentParser(
+        prog="zenmon demo",
+        description="The chat scenario on this machine: a guilds node and sessions nodes "
+                    "as separate OS processes on 127.0.0.1; one sessions node is killed "
+                    "with SIGKILL and the guilds receive the throttled DOWN stream while "
+                    "their work keeps flowing.",
+    )
+    parser.add_argument("--sessions", type=int, default=DemoOptions.sessions,
+                        help="session processes in total, over all sessions nodes "
+                             "(default %(default)s)")
+    parser.add_argument("--nodes", type=int, default=DemoOptions.nodes,
+                        help="sessions nodes, at least 2; the first is killed "
+                             "(default %(default)s)")
+    parser.add_argument("--guilds", type=int, default=DemoOptions.guilds,
+                        help="guild processes, besides the lobby guild (default %(default)s)")
+    parser.add_argument("--per-session", type=int, default=DemoOptions.per_session,
+                        help="random guilds each session is a member of, besides the lobby "
+                             "(default %(default)s)")
+    parser.add_argument("--down-cost", type=float, default=DemoOptions.down_cost_us,
+                        metavar="US",
+                        help="simulated CPU work per DOWN for the guild receiving it, in "
+                             "microseconds (default %(default)s)")
+    parser.add_argument("--work-interval", type=float, default=DemoOptions.work_interval_ms,
+                        metavar="MS",
+                        help="a work message to the lobby guild every MS milliseconds "
+                             "(default %(default)s)")
+    parser.add_argument("--compare", action="store_true",
+                        help="run the scenario again with the throttle lifted "
+                             "(dispatch_mode='unlimited') and compare")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help="write a chart of delivery rate and work wait over time for "
+                             "both runs (implies --compare; needs matplotlib: "
+                             "pip install 'zenmon[demo]')")
+    parser.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
+                        metavar="KEY=VALUE",
+                        help="a node setting (ms), e.g. --set demand_amount=2000; repeatable")
+    parser.add_argument("--seed", type=int, default=DemoOptions.seed,
+                        help="seed of the random guild membership (default %(default)s)")
+    args = parser.parse_args(argv)
+    if args.nodes < 2:
+        parser.error("--nodes must be at least 2 (one is killed, one survives)")
+    if args.sessions < args.nodes:
+        parser.error("--sessions must be at least --nodes")
+    if args.guilds < 1 or args.per_session < 0:
+        parser.error("--guilds must be at least 1 and --per-session at least 0")
+    if args.down_cost < 0 or args.work_interval <= 0:
+        parser.error("--down-cost must be >= 0 and --work-interval > 0")
+    settings = dict(args.settings)
+    settings.pop("dispatch_mode", None)
+    try:
+        zenmon.Config().replace(heartbeat_interval=HEARTBEAT_INTERVAL,
+                                heartbeat_timeout=HEARTBEAT_TIMEOUT, **settings)
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    return DemoOptions(
+        sessions=args.sessions, nodes=args.nodes, guilds=args.guilds,
+        per_session=args.per_session, down_cost_us=args.down_cost,
+        work_interval_ms=args.work_interval, compare=args.compare or bool(args.plot),
+        plot=args.plot, seed=args.seed, settings=settings,
+    )
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_demo(opts: DemoOptions, stream: TextIO | None = None) -> int:
+    """Run the demo with `opts`, writing to `stream` (stdout). -> exit code."""
+    out = Output(stream or sys.stdout)
+    children = Children()
+    results: list[RunResult] = []
+    plt = None
+    if opts.plot:
+        plt = _load_pyplot()
+        if plt is None:
+            out.line("note: --plot needs matplotlib, which is not installed; install it with\n"
+                     "        python3 -m pip install 'zenmon[demo]'   (or: pip install "
+                     "matplotlib)\n      the demo runs anyway and prints the comparison.")
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                previous[signum] = signal.signal(signum, _raise_interrupted)
+    modes = ["token_bucket", "unlimited"] if opts.compare else ["token_bucket"]
+    code = 0
+    t0 = time.monotonic()
+    try:
+        out.line(f"zenmon demo: {opts.sessions:,} sessions on {opts.nodes} sessions nodes, "
+                 f"{opts.guilds} guilds + 1 lobby guild; each session is in "
+                 f"{opts.per_session} random guilds and the lobby")
+        out.line(f"  each DOWN costs the guild receiving it {opts.down_cost_us:g} us (simulated "
+                 f"work); the lobby gets a work message every {opts.work_interval_ms:g} ms")
+        for mode in modes:
+            out.line()
+            if mode == "token_bucket":
+                out.line("run: zenmon, default token-bucket dispatch")
+            else:
+                out.line("run: unthrottled = zenmon with dispatch_mode='unlimited' (the token "
+                         "bucket lifted; still batched and truncated, so not plain Erlang)")
+            results.append(run_scenario(opts, mode, children, out))
+            gc.collect()
+        out.line()
+        out.line("summary")
+        for text in summary_table(results):
+            out.line(text)
+        if len(results) > 1:
+            out.line("  * unthrottled: zenmon itself with the token bucket lifted "
+                     "(dispatch_mode='unlimited'),")
+            out.line("    not plain Erlang monitors: batching and one monitor per target "
+                     "still apply.")
+        if opts.plot and plt is not None:
+            write_plot(opts.plot, results, opts, plt)
+            out.line(f"  chart written to {opts.plot}")
+        elif opts.plot:
+            out.line(f"  no chart: matplotlib is not installed "
+                     f"(python3 -m pip install 'zenmon[demo]'); {opts.plot} not written")
+        ok = all(r.exactly_once for r in results)
+        code = 0 if ok else 1
+        out.line("  every expected DOWN arrived exactly once" if ok
+                 else "  FAILED: not every expected DOWN arrived exactly once")
+    except (KeyboardInterrupt, Interrupted) as exc:
+        out.end_bar()
+        why = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        out.line(f"interrupted ({why}): cleaning up")
+        code = 130
+    except ChildError as exc:
+        out.end_bar()
+        out.line(f"error: {exc}")
+        code = 1
+    finally:
+        with _signals_blocked():
+            children.kill_all()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        left = children.still_running()
+        pids = " ".join(str(pid) for pid in children.pids) or "none"
+        if left:
+            out.line(f"  WARNING: child processes still running: {left}")
+            code = code or 1
+        else:
+            out.line(f"  cleanup: all {len(children.pids)} child processes killed and reaped "
+                     f"(pids {pids}); took {time.monotonic() - t0:.1f} s in all")
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``zenmon demo`` (``zenmon.cli`` calls it with the arguments)."""
+    opts = parse_args(argv)
+    return run_demo(opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
