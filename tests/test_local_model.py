@@ -73,6 +73,7 @@ class LocalMonitorMachine(RuleBasedStateMachine):
         self.alive: list[bool] = []
         self.registered: dict[str, int] = {}
         self.monitors: dict[int, Monitor] = {}
+        self.broken = False  # a check failed: teardown only stops the node (fast shrinking)
         for _ in range(3):
             self.new_process(None)
 
@@ -198,8 +199,15 @@ class LocalMonitorMachine(RuleBasedStateMachine):
         assert comparable(message.reason) == comparable(monitor.reason), message
         monitor.state = DONE
 
-    def check_settled(self, timeout: float = 5.0) -> None:
-        wait_dispatcher_idle(self.node)
+    def check_settled(self, timeout: float = 2.0) -> None:
+        try:
+            self._check_settled(timeout)
+        except BaseException:
+            self.broken = True
+            raise
+
+    def _check_settled(self, timeout: float) -> None:
+        wait_dispatcher_idle(self.node, timeout=5.0)
         for k, proc in enumerate(self.procs):
             if self.alive[k]:
                 for message in receive_until_sentinel(proc):
@@ -229,6 +237,8 @@ class LocalMonitorMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            if self.broken:
+                return
             self.check_settled()
             for k, proc in enumerate(self.procs):
                 if self.alive[k]:

@@ -31,6 +31,14 @@ PROCESSED = "zenmon.local.dispatcher.events.processed"
 REFERENCES = "zenmon.local.references.size"
 
 
+@pytest.fixture(params=["default", "fast"])
+def node(request, node):
+    """Every behaviour here holds with default settings and with 10 ms ticks and sweeps."""
+    if request.param == "fast":
+        return request.getfixturevalue("fast_node")
+    return node
+
+
 def wait_processed(node, count, timeout=5.0):
     """Wait until the dispatcher has handed ``count`` DOWNs to inboxes in total."""
     wait_for(
