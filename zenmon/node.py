@@ -257,8 +257,8 @@ class Node:
             self._downs_queued()
 
     def _downs_queued(self) -> None:
-        if self._config.dispatch_mode != "token_bucket":
-            self._wake_io()
+        # the dispatcher sleeps while its queue is empty: wake it (coalesced)
+        self._wake_io()
 
     # ---------------------------------------------------------------- remote
 
