@@ -32,7 +32,7 @@ class Dispatcher:
     inbox does not wait long behind. Only DOWNs handed to inboxes spend tokens.
     """
 
-    __slots__ = ("_node", "_core", "next_tick", "tokens", "last_refill")
+    __slots__ = ("_node", "_core", "next_tick", "tokens", "last_refill", "sleeping")
 
     def __init__(self, node: Node) -> None:
         self._node = node
@@ -40,10 +40,15 @@ class Dispatcher:
         self.next_tick = time.monotonic()
         self.last_refill = self.next_tick
         self.tokens = 0.0
+        self.sleeping = True     # read by other threads: wake the I/O thread only then
 
     def deadline(self) -> float:
         """Monotonic time of the next delivery; never while nothing is queued."""
-        return self.next_tick if len(self._core.downs) else float("inf")
+        self.sleeping = True           # set before looking, so no enqueue goes unseen
+        if len(self._core.downs):
+            self.sleeping = False
+            return self.next_tick
+        return float("inf")
 
     def tick(self, now: float) -> None:
         """Deliver what the mode allows now and wake each touched inbox once."""

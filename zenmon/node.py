@@ -257,8 +257,9 @@ class Node:
             self._downs_queued()
 
     def _downs_queued(self) -> None:
-        # the dispatcher sleeps while its queue is empty: wake it (coalesced)
-        self._wake_io()
+        # the dispatcher sleeps while its queue is empty: wake it then, and only then
+        if self._dispatcher.sleeping:
+            self._wake_io()
 
     # ---------------------------------------------------------------- remote
 
