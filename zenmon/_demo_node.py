@@ -88,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     # The orchestrator handles Ctrl-C and kills us; a terminal's SIGINT is not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):   # the parent blocks signals while it forks us
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
     settings = json.loads(args.settings)
     out = sys.stdout
     node = zenmon.Node(listen="tcp://127.0.0.1:0", **settings)

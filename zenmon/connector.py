@@ -64,6 +64,7 @@ class Connector:
         self.dead_expected = 1               # next DEAD_SUMMARY seq
         self.last_heard = 0.0
         self.last_sent = 0.0
+        self.last_heartbeat = 0.0
         self.last_nack = 0.0
         self.connect_deadline = 0.0
         self.attempt = 0
@@ -175,7 +176,10 @@ class Connector:
             frame = self.frame(p.SUBSCRIBE, body)
             self.unacked.append((self.sub_seq, frame))
             self.send(frame, now)
-        elif now - self.last_sent >= config.heartbeat_interval / 1000:
+        # heartbeats run whatever else is sent: they are what the proxy answers, so a
+        # long run of SUBSCRIBE batches must not starve last_heard
+        if now - self.last_heartbeat >= config.heartbeat_interval / 1000:
+            self.last_heartbeat = now
             self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(self.sub_seq,
                                                              self.dead_expected - 1)), now)
 

@@ -66,6 +66,8 @@ class Dispatcher:
         else:
             interval = config.demand_interval / 1000
             step = max(interval / SUBTICKS, 0.001)
+            # one step's worth: a late tick loses tokens rather than bursting past
+            # maximum_mps (a loaded machine delivers a few percent under the ceiling)
             capacity = max(1.0, config.demand_amount * step / interval)
             elapsed = max(0.0, now - self.last_refill)
             self.tokens = min(capacity, self.tokens + elapsed * config.demand_amount / interval)
