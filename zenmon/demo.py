@@ -54,7 +54,6 @@ __all__ = ["DemoOptions", "RunResult", "main", "run_demo"]
 
 HEARTBEAT_INTERVAL = 100    # ms: the guilds node notices the kill within ~0.5 s
 HEARTBEAT_TIMEOUT = 500
-SETUP_HEARTBEAT_TIMEOUT = 60_000   # ms, while subscriptions stream (see run_scenario)
 SETUP_TIMEOUT = 120.0       # s: sessions, monitors and subscriptions in place
 CALL_TIMEOUT = 60.0         # s: one command to a sessions node
 WORK_WARMUP = 1.0           # s of work messages before the kill (the calm baseline)
@@ -527,15 +526,7 @@ def run_scenario(opts: DemoOptions, mode: str, children: Children, out: Output) 
             mine.append(children.start(settings))
         for child in mine:
             child.hello()
-        # Workaround, to be removed with its library fix: a connector that streams
-        # SUBSCRIBE batches for longer than heartbeat_timeout sends no heartbeat
-        # meanwhile, hears nothing back, and declares its healthy peer down. The
-        # subscriptions of a sessions node take connector_chunk_size per sweep, so
-        # the guilds node sets up with a long heartbeat_timeout and only then
-        # switches to the short one that detects the kill quickly (settings change
-        # at run time).
-        node = zenmon.Node(listen="tcp://127.0.0.1:0",
-                           **dict(guild_settings, heartbeat_timeout=SETUP_HEARTBEAT_TIMEOUT))
+        node = zenmon.Node(listen="tcp://127.0.0.1:0", **guild_settings)
         node.start()
         result = RunResult(mode=mode, label=label, maximum_mps=node.maximum_mps)
         guilds = [node.process(name=f"guild-{g}") for g in range(opts.guilds)]
@@ -607,10 +598,6 @@ def run_scenario(opts: DemoOptions, mode: str, children: Children, out: Output) 
                                  f"(guilds node {guild_subs}/{want_guild_side}, sessions "
                                  f"nodes {session_subs}/{shares})")
             time.sleep(0.1)
-        # (workaround, continued) a few heartbeat round trips first: no reply came
-        # while the subscriptions streamed
-        time.sleep(max(0.5, 5 * guild_settings["heartbeat_interval"] / 1000))
-        node.configure(heartbeat_timeout=guild_settings["heartbeat_timeout"])
         result.setup_s = time.monotonic() - t_setup
         out.line(f"  monitors: {guild_monitors:,} guild -> session, {session_monitors:,} "
                  f"session -> guild; subscriptions in place after {result.setup_s:.1f} s")
