@@ -106,6 +106,7 @@ cdef class Core:
     cdef list connector_queues
     cdef list batchers
     cdef list deliver              # process slot -> inbox deque
+    cdef list owners               # process slot -> its Process (for waking)
     cdef object deque_append
     cdef object down_type
     cdef object batch_type

@@ -137,6 +137,7 @@ cdef class Core:
         self.incarnation = 0
         self.batchers = []
         self.deliver = []
+        self.owners = []
         if not (isinstance(down_type, type) and issubclass(down_type, tuple)
                 and (<PyTypeObject *>down_type).tp_alloc is not NULL):
             raise TypeError("down_type must be a tuple subclass")
@@ -331,8 +332,12 @@ cdef class Core:
 
     # -------------------------------------------------------------- processes
 
-    def process_new(self, inbox):
-        """Allocate a live process slot whose DOWNs go to deque `inbox`. -> pid id."""
+    def process_new(self, inbox, owner=None):
+        """Allocate a live process slot whose DOWNs go to deque `inbox`. -> pid id.
+
+        `owner` (the Process, settable later with ``set_owner``) is what the
+        dispatcher returns for waking and what ``owner_of`` finds.
+        """
         cdef uint32_t slot
         cdef ProcessRecord *proc
         with cython.critical_section(self):
@@ -340,6 +345,7 @@ cdef class Core:
                 slot = self.processes_free
                 self.processes_free = self.processes[slot].proxy_head
                 self.deliver[slot] = inbox
+                self.owners[slot] = owner
             else:
                 if self.processes_top == self.processes_cap:
                     self.processes = <ProcessRecord *>grow_slab(
@@ -353,12 +359,33 @@ cdef class Core:
                 self.processes[slot].gen = 1
                 self.stamps[slot] = 0
                 self.deliver.append(inbox)
+                self.owners.append(owner)
             proc = &self.processes[slot]
             proc.alive = PROCESS_ALIVE
             proc.watch_head = NIL
             proc.proxy_head = NIL
             self.processes_live += 1
             return (<uint64_t>proc.gen << 32) | slot
+
+    def set_owner(self, uint64_t pid_id, object owner):
+        """Attach the Python object that stands for live process `pid_id`."""
+        cdef uint32_t slot
+        with cython.critical_section(self):
+            slot = self.process_slot(pid_id)
+            if slot != NIL:
+                self.owners[slot] = owner
+
+    def owner_of(self, uint64_t pid_id):
+        """The owner of live process `pid_id`, or None."""
+        cdef uint32_t slot
+        with cython.critical_section(self):
+            slot = self.process_slot(pid_id)
+            return None if slot == NIL else self.owners[slot]
+
+    def owners_alive(self):
+        """Owners of every live process (a snapshot list)."""
+        with cython.critical_section(self):
+            return [owner for owner in self.owners if owner is not None]
 
     def set_bulk(self, uint64_t pid_id, bint bulk):
         """Deliver this process's DOWNs as one batch per dispatcher tick (or not)."""
@@ -419,6 +446,7 @@ cdef class Core:
             self.processes[slot].proxy_head = self.processes_free
             self.processes_free = slot
             self.deliver[slot] = None
+            self.owners[slot] = None
             self.processes_live -= 1
             return fired
 
@@ -813,7 +841,7 @@ cdef class Core:
         budget. With `max_backlog` > 0 (adaptive pacing) an inbox already holding
         that many messages gets nothing this time: its entries go back to the end of
         the queue, each looked at once per call. Bulk processes receive one
-        ``batch_type(downs)`` per call. -> process slots whose inbox received
+        ``batch_type(downs)`` per call. -> owners of the inboxes that received
         something (once each).
         """
         cdef list touched = []
@@ -864,7 +892,7 @@ cdef class Core:
                     self.deque_append(inbox, down)
                 if self.stamps[s] != self.stamp:
                     self.stamps[s] = self.stamp
-                    touched.append(s)
+                    touched.append(self.owners[s])
                 handed += 1
                 self.n_processed += 1
             if batches is not None:

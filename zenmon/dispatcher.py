@@ -81,8 +81,6 @@ class Dispatcher:
         touched = core.dispatch(budget, backlog)
         if bucket:
             self.tokens -= core.n_processed - handed
-        processes = self._node._slots
-        for slot in touched:
-            process = processes[slot]
+        for process in touched:
             if process is not None:
                 process._wake()

@@ -47,9 +47,8 @@ def collect(node: Node) -> dict[str, int]:
     proxy = getattr(node, "_proxy", None)
     curve = node._curve
     inbox_total = 0
-    for process in list(node._slots):
-        if process is not None:
-            inbox_total += len(process._messages)
+    for process in core.owners_alive():
+        inbox_total += len(process._messages)
     return {
         "zenmon.local.monitor": counters["monitor"],
         "zenmon.local.demonitor": counters["demonitor"],

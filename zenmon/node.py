@@ -68,7 +68,6 @@ class Node:
         self.address = ""
         self.incarnation = 0
         self._core = Core(Down, DownBatch)
-        self._slots: list[Process | None] = []
         self._names: dict[str, Process] = {}
         self._lock = threading.RLock()
         self._connectors: dict[str, Connector] = {}
@@ -161,11 +160,7 @@ class Node:
             pid_id = self._core.process_new(messages)
             process = Process(self, Pid(self.address, self.incarnation, pid_id), name,
                               messages)
-            slot = pid_id & 0xFFFFFFFF
-            if slot == len(self._slots):
-                self._slots.append(process)
-            else:
-                self._slots[slot] = process
+            self._core.set_owner(pid_id, process)
             if name is not None:
                 self._names[name] = process
         if bulk:
@@ -231,30 +226,27 @@ class Node:
             process.send(message)
 
     def _process_of(self, pid_id: int) -> Process | None:
-        slot = pid_id & 0xFFFFFFFF
-        if slot < len(self._slots):
-            process = self._slots[slot]
-            if process is not None and process._id == pid_id and process._alive:
-                return process
-        return None
+        process: Process | None = self._core.owner_of(pid_id)
+        return process
 
     def _exit_process(self, process: Process, reason: Any) -> None:
         config = self._config
-        reason = truncate(reason, config.max_binary_size, config.truncation_depth)
-        name_pid = (process.name, self.address) if process.name is not None else None
-        with self._lock:
-            queued = self._core.process_exit(process._id, (process.pid, reason, name_pid),
-                                             reason)
-            if queued < 0:
-                return
-            if process.name is not None and self._names.get(process.name) is process:
-                del self._names[process.name]
-            slot = process._id & 0xFFFFFFFF
-            if self._slots[slot] is process:
-                self._slots[slot] = None
+        if type(reason) is not str or len(reason) > config.max_binary_size:
+            reason = truncate(reason, config.max_binary_size, config.truncation_depth)
+        name = process.name
+        name_pid = None if name is None else (name, self.address)
+        # one atomic core call: monitors fired, own monitors dropped, remote peers told,
+        # slot freed (so no lock here: a new process may take the slot at once)
+        queued = self._core.process_exit(process._id, (process.pid, reason, name_pid), reason)
+        if queued < 0:
+            return
+        if name is not None:
+            with self._lock:
+                if self._names.get(name) is process:
+                    del self._names[name]
         process._mark_dead()
-        if queued:
-            self._downs_queued()
+        if queued and self._dispatcher.sleeping:
+            self._wake_io()
 
     def _downs_queued(self) -> None:
         # the dispatcher sleeps while its queue is empty: wake it then, and only then
