@@ -645,20 +645,27 @@ cdef class Core:
         return fired
 
     def fire_connector(self, uint32_t conn, str node, uint64_t incarnation, dict names,
-                       object reason):
-        """Fire every monitor on connector `conn` with `reason` (nodedown). -> count.
+                       object reason, uint32_t start=0, Py_ssize_t max_targets=-1):
+        """Fire every monitor on connector `conn` with `reason` (nodedown).
 
-        Also drops the connector's queued instructions: there is nobody to send
-        them to.
+        Scans target slots from `start`; stops after `max_targets` targets (-1: no
+        limit) so a huge node death can be fired in chunks without holding the
+        interpreter for long. The first chunk (start 0) also drops the connector's
+        queued instructions: there is nobody to send them to.
+        -> (DOWNs queued, slot to resume from, or -1 when done).
         """
         cdef uint32_t t
         cdef uint64_t key
-        cdef Py_ssize_t fired = 0
+        cdef Py_ssize_t fired = 0, targets = 0
         with cython.critical_section(self):
-            (<IdQueue>self.connector_queues[conn]).clear()
-            for t in range(self.targets_top):
+            if start == 0:
+                (<IdQueue>self.connector_queues[conn]).clear()
+            for t in range(start, self.targets_top):
                 if self.targets[t].conn != conn:
                     continue
+                if targets == max_targets:
+                    return fired, t
+                targets += 1
                 key = self.targets[t].key
                 if key & NAME_KEY:
                     name_pid = names.get(key)
@@ -666,7 +673,7 @@ cdef class Core:
                 else:
                     death = (Pid.new(node, incarnation, key), reason, None)
                 fired += self.fire_target(t, death)
-        return fired
+        return fired, -1
 
     # -------------------------------------------------------------- connectors
 

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from .node import Node
 
 
+FIRE_CHUNK = 50_000     # targets fired per step of a nodedown (about 15 ms)
+
+
 class State(enum.Enum):
     """Where a connector's session stands."""
 
@@ -56,6 +59,7 @@ class Connector:
         self.incarnation = incarnation       # 0 until a pid or WELCOME tells
         self.state = State.IDLE
         self.retired = False                 # the remote restarted: no new monitors here
+        self.firing = False                  # a chunked nodedown is under way
         self.closed = False
         self.socket: zmq.Socket[Any] | None = None
         self.session = 0
@@ -141,7 +145,7 @@ class Connector:
 
     def sweep(self, now: float) -> None:
         """One connector sweep: connect, fail, heartbeat, and send queued instructions."""
-        if self.closed:
+        if self.closed or self.firing:
             return
         config = self._node._config
         core = self._core
@@ -333,10 +337,18 @@ class Connector:
         self.fire_all()
         self.resolve("incompatible")
 
-    def fire_all(self) -> None:
-        """``nodedown`` for every target of this connector (and drop queued work)."""
-        fired = self._core.fire_connector(self.index, self.address, self.incarnation,
-                                          self.names, "nodedown")
+    def fire_all(self, start: int = 0) -> None:
+        """``nodedown`` for every target of this connector (and drop queued work).
+
+        Fired in chunks of FIRE_CHUNK targets, the rest re-posted to the I/O loop, so
+        a node death with a million monitors does not stop every other thread (work
+        messages included) for the whole of it; no new session starts meanwhile.
+        """
+        fired, resume = self._core.fire_connector(self.index, self.address, self.incarnation,
+                                                  self.names, "nodedown", start, FIRE_CHUNK)
+        self.firing = resume >= 0
+        if self.firing:
+            self._node._call_in_io(lambda: self.fire_all(resume))
         if fired:
             self._node._downs_queued()
 

@@ -395,8 +395,8 @@ class Node:
                     handler = handlers.get(socket)
                     if handler is not None:
                         self._guarded(handler)
-            while self._commands:
-                self._guarded(self._commands.popleft())
+            for _ in range(len(self._commands)):   # what was posted so far: a command
+                self._guarded(self._commands.popleft())   # that re-posts runs next turn
             now = time.monotonic()
             if now >= dispatcher.deadline():
                 self._guarded(dispatcher.tick, now)
