@@ -460,10 +460,12 @@ cdef class Core:
         s = self.process_slot(subscriber)
         if s == NIL:
             return NO_SUBSCRIBER
-        if conn == 0 and self.process_slot(key) == NIL:
-            return TARGET_DEAD
         t = self.target_find(conn, key)
         if t == NIL:
+            # a watched local target is alive by invariant (its death removes the
+            # target record), so liveness costs a lookup only for a first monitor
+            if conn == 0 and self.process_slot(key) == NIL:
+                return TARGET_DEAD
             t = self.target_add(conn, key)
             if conn:
                 self.enqueue_connector(conn, key)
