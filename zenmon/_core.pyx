@@ -29,6 +29,7 @@ cdef extern from "Python.h":
     ctypedef struct PyTypeObject:
         PyObject *(*tp_alloc)(PyTypeObject *, Py_ssize_t) except NULL
     void PyObject_GC_UnTrack(void *op)
+    int PyObject_GC_IsTracked(object op)
     void PyTuple_SET_ITEM(object tup, Py_ssize_t pos, object item)
 
 
@@ -51,6 +52,13 @@ cdef inline object new_down(object down_type, object ref, object pid, object rea
     PyTuple_SET_ITEM(down, 2, reason)
     PyObject_GC_UnTrack(raw)
     return down
+
+
+cdef inline void untrack_death(object death) noexcept:
+    # a death (pid, reason, name_pid) is shared by the DOWNs of one target and holds
+    # nothing that leads back to it: keep the cyclic GC off a storm of them
+    if type(death) is tuple and PyObject_GC_IsTracked(death):
+        PyObject_GC_UnTrack(<void *>death)
 
 
 include "_pid.pxi"
@@ -317,6 +325,7 @@ cdef class Core:
         cdef uint32_t m = self.targets[t].head
         cdef MonitorRecord *rec
         cdef Py_ssize_t n = 0
+        untrack_death(death)
         while m != NIL:
             rec = &self.monitors[m]
             rec.flags = STATE_FIRED | (rec.flags & FLAG_BY_NAME)
