@@ -81,6 +81,8 @@ class Dispatcher:
         touched = core.dispatch(budget, backlog)
         if bucket:
             self.tokens -= core.n_processed - handed
+        refill_at = backlog // 2 + 1 if backlog and len(core.downs) else 0
         for process in touched:
             if process is not None:
+                process._refill_at = refill_at
                 process._wake()

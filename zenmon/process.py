@@ -32,7 +32,7 @@ class Process:
     """
 
     __slots__ = ("_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
-                 "_alive", "_task", "_core", "__weakref__")
+                 "_alive", "_task", "_core", "_refill_at", "__weakref__")
 
     def __init__(self, node: Node, pid: Pid, name: str | None, messages: deque[Any]) -> None:
         self._node = node
@@ -41,6 +41,7 @@ class Process:
         self._id = pid.id
         self._messages = messages
         self._core = node._core     # no bound methods kept: fewer GC-tracked objects
+        self._refill_at = 0         # adaptive mode: ask for more below this inbox length
         self._waiters: list[Any] | None = None   # made on first wait (GC-light)
         self._lock = threading.Lock()
         self._alive = True
@@ -140,16 +141,20 @@ class Process:
         """
         messages = self._messages
         try:
-            return messages.popleft()
+            message = messages.popleft()
         except IndexError:
             pass
+        else:
+            if self._refill_at and len(messages) < self._refill_at:
+                self._refill()
+            return message
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             waiter = threading.Lock()
             waiter.acquire()
             with self._lock:
                 if messages:
-                    return messages.popleft()
+                    return self._take()
                 if not self._alive:
                     raise ProcessExited(f"{self.pid} has exited")
                 if self._waiters is None:
@@ -160,7 +165,7 @@ class Process:
             else:
                 waiter.acquire(timeout=max(0.0, deadline - time.monotonic()))
             try:
-                return messages.popleft()
+                return self._take()
             except IndexError:
                 pass
             with self._lock:
@@ -173,9 +178,13 @@ class Process:
         """``receive`` for asyncio: awaits the next message on the running loop."""
         messages = self._messages
         try:
-            return messages.popleft()
+            message = messages.popleft()
         except IndexError:
             pass
+        else:
+            if self._refill_at and len(messages) < self._refill_at:
+                self._refill()
+            return message
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
@@ -186,7 +195,7 @@ class Process:
 
             with self._lock:
                 if messages:
-                    return messages.popleft()
+                    return self._take()
                 if not self._alive:
                     raise ProcessExited(f"{self.pid} has exited")
                 if self._waiters is None:
@@ -204,11 +213,24 @@ class Process:
                     if self._waiters and wake in self._waiters:
                         self._waiters.remove(wake)
             try:
-                return messages.popleft()
+                return self._take()
             except IndexError:
                 pass
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"no message for {self.pid} within {timeout} s")
+
+    def _take(self) -> Any:
+        message = self._messages.popleft()
+        if self._refill_at and len(self._messages) < self._refill_at:
+            self._refill()
+        return message
+
+    def _refill(self) -> None:
+        # adaptive pacing: the inbox has drained to half its backlog and DOWNs are
+        # waiting for it: have the dispatcher top it up now, not at its next tick
+        self._refill_at = 0
+        self._node._dispatcher.next_tick = 0.0
+        self._node._wake_io()
 
     def _wake(self) -> None:
         if self._waiters:
