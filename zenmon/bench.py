@@ -616,8 +616,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``zenmon bench`` (the CLI calls ``zenmon.bench.main(argv)``)."""
     parser = argparse.ArgumentParser(
         prog="zenmon bench",
-        description="Local-monitor figures of zenmon against a naive pure-Python baseline, "
-                    "measured in the same run. Lower is better; ratio = naive / zenmon.",
+        description="zenmon's figures against naive baselines measured in the same run: "
+                    "local monitors (pure-Python dicts and queues), then remote monitors "
+                    "(one network message per monitor and per death). Lower is better; "
+                    "ratio = naive / zenmon. Remote figures with --json go to "
+                    "FILE.remote.json.",
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_N:,} monitors instead of {FULL_N:,} (well under 2 minutes)")
@@ -637,8 +640,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "first, and keep each figure's best (default: 2 with --quick, "
                              "else 1)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--local", action="store_true",
+                        help="only the local scenarios (default: local, then remote)")
+    parser.add_argument("--remote", action="store_true",
+                        help="only the remote scenarios (zenmon.bench_remote)")
     args = parser.parse_args(argv)
     repeat = args.repeat if args.repeat is not None else (2 if args.quick else 1)
+    status = 0
+    if not args.remote:
+        status = _main_local(args, repeat)
+    if not args.local:
+        from zenmon import bench_remote
+
+        remote_argv = ["--quick"] if args.quick else []
+        if args.n:
+            remote_argv += ["--n", str(args.n)]
+        for word in args.only or ():
+            remote_argv += ["--only", word]
+        if args.json:
+            remote_argv += ["--json", _remote_json_name(args.json)]
+        if args.quiet:
+            remote_argv.append("-q")
+        print()
+        status = bench_remote.main(remote_argv) or status
+    return status
+
+
+def _remote_json_name(path: str) -> str:
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}.remote.{suffix}" if dot else f"{path}.remote"
+
+
+def _main_local(args: argparse.Namespace, repeat: int) -> int:
+    """The local scenarios of ``zenmon bench``."""
 
     n = args.n or (QUICK_N if args.quick else FULL_N)
     ctx = Context(
