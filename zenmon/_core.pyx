@@ -391,6 +391,15 @@ cdef class Core:
             slot = self.process_slot(pid_id)
             return None if slot == NIL else self.owners[slot]
 
+    def inbox_total(self):
+        """Messages waiting in all live inboxes (summed in C: no Python loop)."""
+        cdef Py_ssize_t total = 0
+        with cython.critical_section(self):
+            for inbox in self.deliver:
+                if inbox is not None:
+                    total += len(inbox)
+        return total
+
     def owners_alive(self):
         """Owners of every live process (a snapshot list)."""
         with cython.critical_section(self):
@@ -656,27 +665,26 @@ cdef class Core:
         return fired
 
     def fire_connector(self, uint32_t conn, str node, uint64_t incarnation, dict names,
-                       object reason, uint32_t start=0, Py_ssize_t max_targets=-1):
+                       object reason, uint32_t start=0, Py_ssize_t max_downs=-1):
         """Fire every monitor on connector `conn` with `reason` (nodedown).
 
-        Scans target slots from `start`; stops after `max_targets` targets (-1: no
-        limit) so a huge node death can be fired in chunks without holding the
-        interpreter for long. The first chunk (start 0) also drops the connector's
-        queued instructions: there is nobody to send them to.
+        Scans target slots from `start`; stops once `max_downs` DOWNs are queued (-1:
+        no limit; a target is always fired whole) so a huge node death can be fired
+        in chunks without holding the interpreter for long. The first chunk (start 0)
+        also drops the connector's queued instructions: nobody is there to take them.
         -> (DOWNs queued, slot to resume from, or -1 when done).
         """
         cdef uint32_t t
         cdef uint64_t key
-        cdef Py_ssize_t fired = 0, targets = 0
+        cdef Py_ssize_t fired = 0
         with cython.critical_section(self):
             if start == 0:
                 (<IdQueue>self.connector_queues[conn]).clear()
             for t in range(start, self.targets_top):
                 if self.targets[t].conn != conn:
                     continue
-                if targets == max_targets:
+                if max_downs >= 0 and fired >= max_downs:
                     return fired, t
-                targets += 1
                 key = self.targets[t].key
                 if key & NAME_KEY:
                     name_pid = names.get(key)

@@ -477,6 +477,48 @@ def down_fanout(ctx: Context, impl: str) -> dict[str, float]:
     return figures
 
 
+@scenario("DOWN fan-out, bulk delivery", implementations=("zenmon",))
+def down_fanout_bulk(ctx: Context, impl: str) -> dict[str, float]:
+    """N local deaths -> N DOWNs, each watcher taking them as DownBatch messages."""
+    ctx.drop()
+    pop = build_population(impl, ctx.n)
+    try:
+        for watcher in pop.watchers:
+            watcher.set_bulk(True)
+        monitor_all(pop)
+        pop.node.configure(dispatch_mode="unlimited")
+        ctx.log(f"{impl}: killing {pop.n:,} targets, draining {len(pop.watchers)} bulk inboxes")
+        gc.collect()
+        clock = time.perf_counter
+        t0 = clock()
+        for target in pop.targets:
+            target.exit("killed")
+        t1 = clock()
+        received = messages = 0
+        try:
+            for watcher in pop.watchers:
+                got = 0
+                while got < pop.per_watcher:
+                    batch = watcher.receive(DRAIN_TIMEOUT)
+                    messages += 1
+                    got += len(batch.downs)
+                received += got
+        except TimeoutError:
+            pass
+        t2 = clock()
+    finally:
+        pop.close()
+    n = _label_n(pop.per_watcher * len(pop.watchers) if pop.watchers else ctx.n)
+    figures = {
+        f"{n} deaths -> last DOWN received, s": t2 - t0,
+        "drain phase, s": t2 - t1,
+        "inbox messages per 1k DOWNs": messages * 1000 / max(1, received),
+    }
+    if received != ctx.n:
+        figures["DOWNs missing"] = float(ctx.n - received)
+    return figures
+
+
 @scenario("memory per monitor", repeatable=False)
 def memory(ctx: Context, impl: str) -> dict[str, float]:
     """(d) Bytes per monitor by RSS delta and tracemalloc, in fresh subprocesses."""

@@ -46,9 +46,7 @@ def collect(node: Node) -> dict[str, int]:
     wire = node._wire
     proxy = getattr(node, "_proxy", None)
     curve = node._curve
-    inbox_total = 0
-    for process in core.owners_alive():
-        inbox_total += len(process._messages)
+    inbox_total = core.inbox_total()
     return {
         "zenmon.local.monitor": counters["monitor"],
         "zenmon.local.demonitor": counters["demonitor"],
