@@ -41,6 +41,14 @@ process. Scenarios (N = 1,000,000, or 100,000 with ``--quick``):
     and the storm duration (kill command -> last DOWN). zenmon with default settings
     (token bucket, 10,000 DOWNs/s) and with ``dispatch_mode="adaptive"``; the naive
     baseline is measured next to each.
+(g) ``remote nodedown storm``: as (f), but the remote node is SIGKILLed (by its
+    pid) and the watching node (heartbeat 100 ms / timeout 500 ms, otherwise
+    default settings, ``dispatch_mode`` per scenario) fires the 100,000
+    ``nodedown`` DOWNs; the watcher's receive loop runs in its own thread. Figures:
+    the wait p50/p99/max of work messages sent between the first and the last DOWN
+    received, that first -> last span, and the drain rate (DOWNs / span; also as a
+    multiple of 10,000/s). The rate is *higher is better*, so its ratio reads the
+    other way round.
 
 Naive heartbeats share the stream with its MONITOR messages, so a PING behind a
 million MONITORs is answered seconds late; the naive nodes therefore subscribe
@@ -788,6 +796,21 @@ class StormResult:
     expected: int
 
 
+def _work_sender(watcher: Any, stop: threading.Event,
+                 period: float = WORK_PERIOD) -> threading.Thread:
+    """A (not yet started) thread putting ``("work", time.monotonic())`` in
+    ``watcher``'s inbox every ``period`` seconds until ``stop`` is set."""
+    clock = time.monotonic
+
+    def sender() -> None:
+        send = watcher.send
+        while not stop.is_set():
+            send(("work", clock()))
+            time.sleep(period)
+
+    return threading.Thread(target=sender, daemon=True, name="work sender")
+
+
 def storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
           period: float = WORK_PERIOD, down_cost_us: float = 0.0) -> StormResult:
     """(f) One watcher, ``n`` remote monitors; all targets exit while work messages flow.
@@ -807,15 +830,8 @@ def storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
         watcher = remote.watchers[0]
         stop = threading.Event()
         clock = time.monotonic
-
-        def sender() -> None:
-            send = watcher.send
-            while not stop.is_set():
-                send(("work", clock()))
-                time.sleep(period)
-
         gc.collect()
-        thread = threading.Thread(target=sender, daemon=True, name="work sender")
+        thread = _work_sender(watcher, stop, period)
         t0 = clock()
         thread.start()
         remote.child.send("exit_all", reason="killed")
@@ -860,6 +876,14 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _wait_figures(waits_ms: Sequence[float]) -> dict[str, float]:
+    return {
+        "work wait p50, ms": statistics.median(waits_ms) if waits_ms else float("nan"),
+        "work wait p99, ms": _percentile(waits_ms, 0.99),
+        "work wait max, ms": max(waits_ms, default=float("nan")),
+    }
+
+
 def _storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
     def scenario_storm(ctx: Any, impl: str) -> dict[str, float]:
         _drop_kept(ctx)
@@ -868,10 +892,7 @@ def _storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
                   + (f", {DOWN_COST_US:g} µs of work per DOWN" if DOWN_COST_US else ""))
         result = storm(impl, STORM_N, mode, down_cost_us=DOWN_COST_US)
         figures = {
-            "work wait p50, ms": statistics.median(result.waits_ms) if result.waits_ms
-            else float("nan"),
-            "work wait p99, ms": _percentile(result.waits_ms, 0.99),
-            "work wait max, ms": max(result.waits_ms, default=float("nan")),
+            **_wait_figures(result.waits_ms),
             f"storm: kill -> last of {_label_n(STORM_N)} DOWNs, s": result.storm_s,
         }
         _missing(figures, impl, "storm DOWNs received", result.expected, result.received)
@@ -881,6 +902,129 @@ def _storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
     scenario_storm.__doc__ = (f"(f) Work-message wait during a {STORM_N:,}-DOWN remote storm; "
                               f"zenmon dispatch_mode={mode!r}, naive alongside.")
     return scenario_storm
+
+
+@dataclass
+class NodedownStormResult:
+    first_s: float                  # SIGKILL -> first nodedown DOWN received
+    span_s: float                   # first -> last nodedown DOWN received
+    waits_ms: list[float]           # waits of work messages sent between those two
+    received: int
+    expected: int
+    wrong: int
+
+
+def nodedown_storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
+                   period: float = WORK_PERIOD,
+                   down_cost_us: float = 0.0) -> NodedownStormResult:
+    """(g) One watcher, ``n`` monitors on a remote node that is SIGKILLed while work
+    messages flow: the watching node fires ``n`` ``nodedown`` DOWNs after its
+    heartbeat timeout (100 ms / 500 ms). The watcher's receive loop runs in its own
+    thread; a work message's wait counts when it was sent between the first and the
+    last DOWN received.
+    """
+    down_cost = down_cost_us / 1e6
+    if impl == "zenmon":
+        settings: dict[str, Any] = {"dispatch_mode": mode, **HEARTBEAT}
+        remote = build_remote(impl, n, watchers=1, node_settings=settings,
+                              child_settings=dict(HEARTBEAT))
+    else:
+        remote = build_remote(impl, n, watchers=1)
+    try:
+        sub = subscribe(remote, timeout=120.0)
+        if sub.subscribed != n:
+            raise ChildError(f"{impl}: only {sub.subscribed:,} of {n:,} subscribed")
+        gc.collect()     # see scenario_sigkill: a long collection reads as a heartbeat loss
+        remote.node.configure(**HEARTBEAT)   # naive: from the patient setup to 100/500 ms
+        time.sleep(0.5)
+        live = _references(impl, remote.node)
+        if live != n:
+            raise ChildError(f"{impl}: {n - live:,} monitors fired before the SIGKILL "
+                             "(a false nodedown)")
+        watcher = remote.watchers[0]
+        clock = time.monotonic
+        stop = threading.Event()
+        works: list[tuple[float, float]] = []     # (sent, received)
+        # [downs, wrong reason, first DOWN, last DOWN]
+        state: list[Any] = [0, 0, float("nan"), float("nan")]
+
+        def receiver() -> None:
+            receive = watcher.receive
+            downs = wrong = 0
+            try:
+                while downs < n:
+                    message = receive(30.0)
+                    now = clock()
+                    if type(message) is tuple:
+                        works.append((message[1], now))
+                        continue
+                    if not downs:
+                        state[2] = now
+                    downs += 1
+                    if message[2] != "nodedown":
+                        wrong += 1
+                    if down_cost:    # the watcher's own handling of a DOWN
+                        until = now + down_cost
+                        while clock() < until:
+                            pass
+                state[3] = clock()
+            except TimeoutError:
+                state[3] = clock()
+            state[0], state[1] = downs, wrong
+
+        sending = _work_sender(watcher, stop, period)
+        receiving = threading.Thread(target=receiver, daemon=True, name="storm receiver")
+        sending.start()
+        receiving.start()
+        time.sleep(0.1)      # work already flowing
+        t0 = clock()
+        remote.child.kill()
+        receiving.join(300.0)
+        stop.set()
+        sending.join()
+        if receiving.is_alive():
+            raise ChildError(f"{impl}: the storm receiver did not finish")
+        downs, wrong, first, last = state
+        if downs != n:
+            _diagnose(remote, f"nodedown storm: {downs:,} of {n:,} DOWNs")
+        try:   # work messages sent before the last DOWN but still queued behind it
+            while True:
+                message = watcher.receive(0.05)
+                if type(message) is tuple:
+                    works.append((message[1], clock()))
+        except TimeoutError:
+            pass
+        remote.monitored = False
+    finally:
+        remote.close()
+    waits = [(got - sent) * 1000 for sent, got in works if first < sent < last]
+    return NodedownStormResult(first - t0, last - first, waits, downs, n, wrong)
+
+
+def _nodedown_storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
+    def scenario_nodedown_storm(ctx: Any, impl: str) -> dict[str, float]:
+        _drop_kept(ctx)
+        side = f"{impl} ({mode})" if impl == "zenmon" else impl
+        _log(ctx, f"{side}: SIGKILL of a remote node with {STORM_N:,} monitors of one "
+                  "watcher, a work message every 1 ms"
+                  + (f", {DOWN_COST_US:g} µs of work per DOWN" if DOWN_COST_US else ""))
+        result = nodedown_storm(impl, STORM_N, mode, down_cost_us=DOWN_COST_US)
+        rate = result.received / result.span_s if result.span_s > 0 else float("nan")
+        figures = {
+            **_wait_figures(result.waits_ms),
+            f"storm: first -> last of {_label_n(STORM_N)} DOWNs, s": result.span_s,
+            "storm drain rate, DOWNs/s": rate,
+            "vs 10,000/s, x": rate / 10_000,
+        }
+        _missing(figures, impl, "nodedown storm DOWNs received", result.expected,
+                 result.received, result.wrong)
+        return figures
+
+    scenario_nodedown_storm.__name__ = f"scenario_nodedown_storm_{mode}"
+    scenario_nodedown_storm.__doc__ = (
+        f"(g) Work-message wait during a {STORM_N:,}-DOWN nodedown storm (remote node "
+        f"SIGKILLed); zenmon dispatch_mode={mode!r}, naive alongside.")
+    return scenario_nodedown_storm
 
 
 #: ``(name, fn, implementations, repeatable)``: the arguments of ``zenmon.bench.Scenario``,
@@ -893,6 +1037,10 @@ SCENARIO_SPECS: list[tuple[str, Callable[[Any, str], dict[str, float]], tuple[st
     ("remote 100k-DOWN storm, token_bucket", _storm_scenario("token_bucket"),
      IMPLEMENTATIONS, False),
     ("remote 100k-DOWN storm, adaptive", _storm_scenario("adaptive"), IMPLEMENTATIONS, False),
+    ("remote nodedown storm, token_bucket", _nodedown_storm_scenario("token_bucket"),
+     IMPLEMENTATIONS, False),
+    ("remote nodedown storm, adaptive", _nodedown_storm_scenario("adaptive"),
+     IMPLEMENTATIONS, False),
 ]
 
 
