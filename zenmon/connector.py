@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 
-FIRE_CHUNK = 10_000     # DOWNs queued per step of a nodedown (a few ms each)
+FIRE_CHUNK = 2_000     # DOWNs queued per step of a nodedown (about a millisecond each)
 
 
 class State(enum.Enum):
