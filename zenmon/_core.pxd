@@ -126,6 +126,7 @@ cdef class Core:
     cdef void target_remove(self, uint32_t t) noexcept
     cdef int target_index_grow(self) except -1
     cdef void unlink_from_target(self, uint32_t m) noexcept
+    cdef void link_to_subscriber(self, uint32_t m, uint32_t s) noexcept
     cdef void unlink_from_subscriber(self, uint32_t m) noexcept
     cdef int release_target_if_empty(self, uint32_t t) except -1
     cdef uint32_t process_slot(self, uint64_t pid_id) noexcept

@@ -290,6 +290,15 @@ cdef class Core:
         if rec.t_next != NIL:
             self.monitors[rec.t_next].t_prev = rec.t_prev
 
+    cdef void link_to_subscriber(self, uint32_t m, uint32_t s) noexcept:
+        cdef MonitorRecord *rec = &self.monitors[m]
+        cdef ProcessRecord *proc = &self.processes[s]
+        rec.s_prev = NIL
+        rec.s_next = proc.watch_head
+        if rec.s_next != NIL:
+            self.monitors[rec.s_next].s_prev = m
+        proc.watch_head = m
+
     cdef void unlink_from_subscriber(self, uint32_t m) noexcept:
         cdef MonitorRecord *rec = &self.monitors[m]
         if rec.s_prev != NIL:
@@ -474,7 +483,6 @@ cdef class Core:
                               bint by_name) except? 2:
         cdef uint32_t s, t, m
         cdef MonitorRecord *rec
-        cdef ProcessRecord *proc
         s = self.process_slot(subscriber)
         if s == NIL:
             return NO_SUBSCRIBER
@@ -497,12 +505,7 @@ cdef class Core:
         if rec.t_next != NIL:
             self.monitors[rec.t_next].t_prev = m
         self.targets[t].head = m
-        proc = &self.processes[s]
-        rec.s_prev = NIL
-        rec.s_next = proc.watch_head
-        if rec.s_next != NIL:
-            self.monitors[rec.s_next].s_prev = m
-        proc.watch_head = m
+        self.link_to_subscriber(m, s)
         self.n_monitor += 1
         return (<uint64_t>rec.gen << 32) | m
 
@@ -559,7 +562,6 @@ cdef class Core:
         """Record a monitor whose DOWN is due at once (noproc, nodedown). -> ref or 0."""
         cdef uint32_t s, m
         cdef MonitorRecord *rec
-        cdef ProcessRecord *proc
         cdef uint64_t ref
         with cython.critical_section(self):
             s = self.process_slot(subscriber)
@@ -570,12 +572,7 @@ cdef class Core:
             rec.subscriber = s
             rec.target = NIL
             rec.flags = STATE_FIRED | (FLAG_BY_NAME if by_name else 0)
-            proc = &self.processes[s]
-            rec.s_prev = NIL
-            rec.s_next = proc.watch_head
-            if rec.s_next != NIL:
-                self.monitors[rec.s_next].s_prev = m
-            proc.watch_head = m
+            self.link_to_subscriber(m, s)
             ref = (<uint64_t>rec.gen << 32) | m
             self.downs.push(ref, death)
             self.n_monitor += 1
