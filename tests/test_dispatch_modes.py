@@ -102,3 +102,40 @@ def test_adaptive_interleaves_work_with_a_storm(node):
         sender.join()
     assert downs == set(refs)
     assert waits, "work messages interleave with the storm instead of waiting it out"
+
+
+def test_no_wakeup_is_lost_between_producers_and_blocked_receivers(node):
+    """Producers look for waiters without the inbox lock; receivers re-check after
+    registering. Hammer that window: every message must be received, none stuck."""
+    inbox = node.process()
+    n, senders = 20_000, 2
+    got, errors = [], []
+
+    def consume():
+        try:
+            while True:
+                message = inbox.receive(timeout=10)   # a lost wake-up: TimeoutError
+                if message is None:
+                    return
+                got.append(message)
+        except Exception as exc:   # reported by the assertion below
+            errors.append(exc)
+
+    def produce(offset):
+        for i in range(n // senders):
+            inbox.send(offset + i)
+
+    consumers = [threading.Thread(target=consume) for _ in range(3)]
+    producers = [threading.Thread(target=produce, args=(k * n,)) for k in range(senders)]
+    for thread in consumers + producers:
+        thread.start()
+    for thread in producers:
+        thread.join()
+    wait_for(lambda: len(got) == n, timeout=30)
+    for _ in consumers:
+        inbox.send(None)
+    for thread in consumers:
+        thread.join(timeout=10)
+    assert sorted(got) == sorted(k * n + i for k in range(senders) for i in range(n // senders))
+    assert not errors
+    assert not any(thread.is_alive() for thread in consumers)

@@ -9,6 +9,7 @@ per batch of messages, not once per message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -160,6 +161,11 @@ class Process:
                 if self._waiters is None:
                     self._waiters = []
                 self._waiters.append(waiter.release)
+            if messages or not self._alive:
+                # a producer appends, then looks for waiters without our lock: look
+                # again now that we are registered, or its wake-up could be missed
+                with contextlib.suppress(RuntimeError):
+                    waiter.release()
             if deadline is None:
                 waiter.acquire()
             else:
@@ -201,6 +207,8 @@ class Process:
                 if self._waiters is None:
                     self._waiters = []
                 self._waiters.append(wake)
+            if messages or not self._alive:   # see receive: a wake-up in between
+                _resolve(future)
             try:
                 if deadline is None:
                     await future
@@ -244,8 +252,9 @@ class Process:
                     pass
 
     def _mark_dead(self) -> None:
-        with self._lock:
-            self._alive = False
+        # no lock: a receiver registering at the same time looks at _alive again
+        # after registering (see receive)
+        self._alive = False
         self._wake()
 
 
