@@ -244,7 +244,9 @@ class Node:
             with self._lock:
                 if self._names.get(name) is process:
                     del self._names[name]
-        process._mark_dead()
+        process._alive = False        # Process._mark_dead, inlined: this is a hot path
+        if process._waiters:
+            process._wake()
         if queued and self._dispatcher.sleeping:
             self._wake_io()
 
