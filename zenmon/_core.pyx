@@ -409,11 +409,6 @@ cdef class Core:
                     total += len(inbox)
         return total
 
-    def owners_alive(self):
-        """Owners of every live process (a snapshot list)."""
-        with cython.critical_section(self):
-            return [owner for owner in self.owners if owner is not None]
-
     def set_bulk(self, uint64_t pid_id, bint bulk):
         """Deliver this process's DOWNs as one batch per dispatcher tick (or not)."""
         cdef uint32_t slot
@@ -603,20 +598,7 @@ cdef class Core:
             self.n_demonitor += 1
             return True
 
-    def is_watched(self, uint32_t conn, uint64_t key):
-        """True while at least one live monitor targets (conn, key)."""
-        return self.target_find(conn, key) != NIL
-
     # ----------------------------------------------------------- remote deaths
-
-    def fire(self, uint32_t conn, uint64_t key, object death):
-        """Fire every monitor of (conn, key) with the shared `death`. -> count."""
-        cdef uint32_t t
-        with cython.critical_section(self):
-            t = self.target_find(conn, key)
-            if t == NIL:
-                return 0
-            return self.fire_target(t, death)
 
     def fire_dead_summary(self, uint32_t conn, str node, uint64_t incarnation,
                           const unsigned char[::1] keys, list reasons,
@@ -718,16 +700,6 @@ cdef class Core:
     def connector_pending(self, uint32_t conn):
         """Number of instructions queued on connector `conn`."""
         return len(<IdQueue>self.connector_queues[conn])
-
-    def connector_keys(self, uint32_t conn):
-        """Every key currently watched on connector `conn`, packed (for a resync)."""
-        cdef uint32_t t
-        cdef IdQueue keys = IdQueue()
-        with cython.critical_section(self):
-            for t in range(self.targets_top):
-                if self.targets[t].conn == conn:
-                    keys.push(self.targets[t].key)
-            return keys.take_bytes(keys.length)
 
     def connector_targets(self, uint32_t conn):
         """Number of distinct targets watched on connector `conn`."""

@@ -75,6 +75,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zenmon.bench import _malloc_trim, _rss_bytes
+
 __all__ = [
     "SCENARIO_SPECS",
     "arm_subscribe",
@@ -124,20 +126,6 @@ def _log(ctx: Any, text: str) -> None:
 # --------------------------------------------------------------------------
 # Child mode: a node in its own OS process, JSON lines over stdin/stdout
 # --------------------------------------------------------------------------
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _settled_rss() -> int:

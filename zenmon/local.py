@@ -71,11 +71,3 @@ class Local:
             raise ProcessExited("a dead process cannot monitor")
         self._node._downs_queued()
         return ref
-
-    def demonitor(self, subscriber: int, ref: int) -> bool:
-        """Drop monitor `ref` of `subscriber`. -> True if a monitor was removed."""
-        if type(ref) is not int:
-            raise TypeError(f"ref must be an int, not {type(ref).__name__}")
-        if not 0 < ref < 2**64:
-            return False
-        return self._core.demonitor(subscriber, ref)

@@ -244,11 +244,12 @@ class Node:
             with self._lock:
                 if self._names.get(name) is process:
                     del self._names[name]
-        process._alive = False        # Process._mark_dead, inlined: this is a hot path
+        # no lock: a receiver registering meanwhile looks at _alive again (receive)
+        process._alive = False
         if process._waiters:
             process._wake()
-        if queued and self._dispatcher.sleeping:
-            self._wake_io()
+        if queued:
+            self._downs_queued()
 
     def _downs_queued(self) -> None:
         # the dispatcher sleeps while its queue is empty: wake it then, and only then

@@ -251,12 +251,6 @@ class Process:
                 except (RuntimeError, ValueError):  # a waiter's event loop has closed
                     pass
 
-    def _mark_dead(self) -> None:
-        # no lock: a receiver registering at the same time looks at _alive again
-        # after registering (see receive)
-        self._alive = False
-        self._wake()
-
 
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
