@@ -142,8 +142,8 @@ def test_demo_interrupted_cleans_up(tmp_path: Path, signum: int) -> None:
             proc.communicate()
     output = "".join(lines) + rest
     assert proc.returncode == 130, output
-    assert "interrupted" in output
-    assert "cleanup: all" in output
+    assert "interrupted" in output, output
+    assert "cleanup: all" in output, output
     assert_children_gone(output)
 
 

@@ -12,6 +12,8 @@ cdef enum:
     FLAG_BY_NAME = 4          # monitor made by registered name
     PROCESS_ALIVE = 1
     PROCESS_BULK = 2          # DOWNs of one dispatcher tick arrive as one DownBatch
+    PROCESS_PARKED = 4        # adaptive pacing: has DOWNs parked, its inbox was full
+    PARK_LOOK_LIMIT = 8192    # shared-queue entries one adaptive dispatch looks at
     OP_UNSUBSCRIBE_BIT = 63   # bit set on a queued connector instruction
     NAME_KEY_BIT = 62         # remote target key that stands for a registered name
 
@@ -77,6 +79,7 @@ cdef class DeathQueue:
     cdef size_t capacity, head, length
     cdef int push(self, uint64_t ref, object death) except -1
     cdef int push_owned(self, uint64_t ref, void *death) except -1
+    cdef QueuedDown pop(self) noexcept
 
 
 cdef class Batcher:
@@ -103,6 +106,9 @@ cdef class Core:
     cdef uint32_t conn_cap
     cdef uint32_t stamp
     cdef readonly DeathQueue downs
+    cdef dict parked               # process slot -> DeathQueue of DOWNs for a full inbox
+    cdef Py_ssize_t parked_total
+    cdef dict last_batch           # bulk process slot -> its last DownBatch (adaptive)
     cdef list connector_queues
     cdef list batchers
     cdef list deliver              # process slot -> inbox deque
@@ -133,3 +139,9 @@ cdef class Core:
     cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1
     cdef int enqueue_connector(self, uint32_t conn, uint64_t value) except -1
     cdef void subscription_free(self, uint32_t q) noexcept
+    cdef Py_ssize_t room_in(self, uint32_t s, dict batches,
+                            Py_ssize_t max_backlog) except -1
+    cdef uint32_t live_subscriber(self, uint64_t ref) noexcept
+    cdef int hand_down(self, uint64_t ref, object death, dict batches,
+                       list touched) except -1
+    cdef int park(self, uint32_t s, QueuedDown q) except -1

@@ -138,6 +138,9 @@ cdef class Core:
 
     def __init__(self, down_type, batch_type=tuple):
         self.downs = DeathQueue()
+        self.parked = {}
+        self.parked_total = 0
+        self.last_batch = {}
         self.connector_queues = [None]     # connector 0 is this node
         self.routes = {}
         self.deque_append = deque.append
@@ -461,6 +464,12 @@ cdef class Core:
                 self.n_batcher_enqueue += 1
                 self.subscription_free(q)
                 q = nxt
+            if self.processes[slot].alive & PROCESS_BULK:
+                self.last_batch.pop(slot, None)
+            if self.processes[slot].alive & PROCESS_PARKED:
+                parked = self.parked.pop(slot)
+                self.parked_total -= len(<DeathQueue>parked)
+                self.n_delivered += len(<DeathQueue>parked)     # dropped: watcher dead
             self.processes[slot].alive = 0
             self.processes[slot].gen += 1
             if self.processes[slot].gen == 0:
@@ -833,67 +842,148 @@ cdef class Core:
         """Hand up to `budget` queued DOWNs to their watchers' inboxes.
 
         Stale entries (demonitored, or watcher dead) are dropped without using the
-        budget. With `max_backlog` > 0 (adaptive pacing) an inbox already holding
-        that many messages gets nothing this time: its entries go back to the end of
-        the queue, each looked at once per call. Bulk processes receive one
-        ``batch_type(downs)`` per call. -> owners of the inboxes that received
+        budget. With `max_backlog` > 0 (adaptive pacing) an inbox holding that many
+        messages (a bulk watcher: one batch of that many DOWNs) gets nothing more:
+        its entries are *parked* on a queue of their own and served first, in order,
+        once it has room, so each entry is moved at most once and a call looks at no
+        more than PARK_LOOK_LIMIT entries of the shared queue. Bulk processes receive
+        one ``batch_type(downs)`` per call. -> owners of the inboxes that received
         something (once each).
         """
         cdef list touched = []
-        cdef dict batches = None
-        cdef Py_ssize_t handed = 0, looked = 0, look_limit
+        cdef dict batches = {}
+        cdef Py_ssize_t handed = 0, looked = 0, look_limit, room
         cdef QueuedDown q
-        cdef uint32_t m, s
-        cdef MonitorRecord *rec
+        cdef uint32_t s
         cdef DeathQueue downs = self.downs
+        cdef DeathQueue parked
         with cython.critical_section(self):
             self.stamp += 1
+            if not max_backlog and self.last_batch:
+                self.last_batch.clear()      # left adaptive pacing: nothing to track
+            if self.parked_total:        # parked entries are older: serve them first
+                for slot in list(self.parked):
+                    if handed >= budget:
+                        break
+                    s = slot
+                    parked = <DeathQueue>self.parked[slot]
+                    room = budget - handed
+                    if max_backlog:
+                        room = min(room, self.room_in(s, batches, max_backlog))
+                    while parked.length and room > 0:
+                        q = parked.pop()
+                        self.parked_total -= 1
+                        if self.live_subscriber(q.ref) == NIL:
+                            self.n_delivered += 1
+                        else:
+                            self.hand_down(q.ref, <object>q.death, batches, touched)
+                            room -= 1
+                            handed += 1
+                        Py_XDECREF(<PyObject *>q.death)
+                    if not parked.length:
+                        del self.parked[slot]
+                        self.processes[s].alive &= ~PROCESS_PARKED
             look_limit = downs.length
+            if max_backlog and look_limit > PARK_LOOK_LIMIT:
+                look_limit = PARK_LOOK_LIMIT
             while downs.length and handed < budget and looked < look_limit:
-                q = downs.items[downs.head]
-                downs.head = (downs.head + 1) % downs.capacity
-                downs.length -= 1
+                q = downs.pop()
                 looked += 1
-                m = <uint32_t>(q.ref & LOW32)
-                rec = &self.monitors[m] if m < self.monitors_top else NULL
-                if (rec is NULL or rec.gen != <uint32_t>(q.ref >> 32)
-                        or rec.flags & 3 != STATE_FIRED):
+                s = self.live_subscriber(q.ref)
+                if s == NIL:
                     self.n_delivered += 1
                     Py_XDECREF(<PyObject *>q.death)
                     continue
-                s = rec.subscriber
-                inbox = self.deliver[s]
-                if max_backlog and len(inbox) >= max_backlog:
-                    downs.push_owned(q.ref, q.death)     # this inbox is full: later
+                if max_backlog and (self.processes[s].alive & PROCESS_PARKED
+                                    or not self.room_in(s, batches, max_backlog)):
+                    self.park(s, q)              # this inbox is full: its own queue
                     continue
-                self.n_delivered += 1
-                death = <object>q.death
+                self.hand_down(q.ref, <object>q.death, batches, touched)
                 Py_XDECREF(<PyObject *>q.death)
-                pid = (<tuple>death)[0]
-                if rec.flags & FLAG_BY_NAME and (<tuple>death)[2] is not None:
-                    pid = (<tuple>death)[2]
-                down = new_down(self.down_type, q.ref, pid, (<tuple>death)[1])
-                self.unlink_from_subscriber(m)
-                self.monitor_free(m)
-                if self.processes[s].alive & PROCESS_BULK:
-                    if batches is None:
-                        batches = {}
-                    pending = batches.get(s)
-                    if pending is None:
-                        batches[s] = [down]
-                    else:
-                        (<list>pending).append(down)
-                else:
-                    self.deque_append(inbox, down)
-                if self.stamps[s] != self.stamp:
-                    self.stamps[s] = self.stamp
-                    touched.append(self.owners[s])
                 handed += 1
-                self.n_processed += 1
-            if batches is not None:
-                for s, pending in batches.items():
-                    self.deque_append(self.deliver[s], self.batch_type(tuple(pending)))
+            for s, pending in batches.items():
+                batch = self.batch_type(tuple(pending))
+                self.deque_append(self.deliver[s], batch)
+                if max_backlog:
+                    self.last_batch[s] = batch
         return touched
+
+    def pending(self):
+        """DOWNs queued and not yet handed to an inbox (shared queue plus parked)."""
+        return self.downs.length + self.parked_total
+
+    cdef Py_ssize_t room_in(self, uint32_t s, dict batches,
+                            Py_ssize_t max_backlog) except -1:
+        """DOWNs watcher `s`'s inbox may still take under adaptive pacing.
+
+        Room for ``max_backlog`` messages. A bulk watcher has at most one batch of at
+        most ``max_backlog`` DOWNs in its inbox: no room while its last batch has not
+        been taken (looked for by identity among at most ``max_backlog`` messages).
+        """
+        cdef object inbox = self.deliver[s]
+        cdef Py_ssize_t queued = len(inbox)
+        if queued >= max_backlog:
+            return 0
+        if not self.processes[s].alive & PROCESS_BULK:
+            return max_backlog - queued
+        pending = batches.get(s)
+        if pending is not None:
+            return max_backlog - len(<list>pending)
+        last = self.last_batch.get(s)
+        if last is not None:
+            for message in inbox:
+                if message is last:
+                    return 0
+            del self.last_batch[s]
+        return max_backlog
+
+    cdef uint32_t live_subscriber(self, uint64_t ref) noexcept:
+        """The watcher slot of a queued DOWN still to deliver; NIL when it is stale."""
+        cdef uint32_t m = <uint32_t>(ref & LOW32)
+        cdef MonitorRecord *rec
+        if m >= self.monitors_top:
+            return NIL
+        rec = &self.monitors[m]
+        if rec.gen != <uint32_t>(ref >> 32) or rec.flags & 3 != STATE_FIRED:
+            return NIL
+        return rec.subscriber
+
+    cdef int hand_down(self, uint64_t ref, object death, dict batches,
+                       list touched) except -1:
+        """Deliver the DOWN of live queued entry `ref` (the caller drops the entry)."""
+        cdef uint32_t m = <uint32_t>(ref & LOW32)
+        cdef uint32_t s = self.monitors[m].subscriber
+        pid = (<tuple>death)[0]
+        if self.monitors[m].flags & FLAG_BY_NAME and (<tuple>death)[2] is not None:
+            pid = (<tuple>death)[2]
+        down = new_down(self.down_type, ref, pid, (<tuple>death)[1])
+        self.unlink_from_subscriber(m)
+        self.monitor_free(m)
+        if self.processes[s].alive & PROCESS_BULK:
+            pending = batches.get(s)
+            if pending is None:
+                batches[s] = [down]
+            else:
+                (<list>pending).append(down)
+        else:
+            self.deque_append(self.deliver[s], down)
+        if self.stamps[s] != self.stamp:
+            self.stamps[s] = self.stamp
+            touched.append(self.owners[s])
+        self.n_delivered += 1
+        self.n_processed += 1
+        return 0
+
+    cdef int park(self, uint32_t s, QueuedDown q) except -1:
+        """Move queued entry `q` (and its reference) to watcher `s`'s parked queue."""
+        parked = self.parked.get(s)
+        if parked is None:
+            parked = DeathQueue()
+            self.parked[s] = parked
+            self.processes[s].alive |= PROCESS_PARKED
+        (<DeathQueue>parked).push_owned(q.ref, q.death)
+        self.parked_total += 1
+        return 0
 
     # ----------------------------------------------------------------- metrics
 
@@ -909,7 +999,7 @@ cdef class Core:
             "targets": self.targets_live,
             "processes": self.processes_live,
             "subscribers": self.subscriptions_live,
-            "downs_queued": self.downs.length,
+            "downs_queued": self.downs.length + self.parked_total,
             "connector_queued": pending,
             "batcher_queued": batched,
         }
@@ -934,4 +1024,6 @@ cdef class Core:
                 + (self.target_index_mask + 1) * sizeof(uint32_t)
                 + self.processes_cap * (sizeof(ProcessRecord) + sizeof(uint32_t))
                 + self.subscriptions_cap * sizeof(SubscriptionRecord)
-                + self.downs.capacity * sizeof(QueuedDown))
+                + self.downs.capacity * sizeof(QueuedDown)
+                + sum([(<DeathQueue>q).capacity for q in self.parked.values()])
+                * sizeof(QueuedDown))

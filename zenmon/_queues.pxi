@@ -95,6 +95,13 @@ cdef class DeathQueue:
         self.length += 1
         return 0
 
+    cdef QueuedDown pop(self) noexcept:
+        """Take the oldest entry, with its reference (the queue must not be empty)."""
+        cdef QueuedDown q = self.items[self.head]
+        self.head = (self.head + 1) % self.capacity
+        self.length -= 1
+        return q
+
 
 @cython.final
 cdef class Batcher:

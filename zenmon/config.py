@@ -17,7 +17,11 @@ class Config:
     demand_interval node-wide), "unlimited" (no throttle), or "adaptive" (every
     adaptive_interval ms, each inbox is topped up to at most adaptive_backlog
     messages: a storm drains as fast as its watchers read, and a work message never
-    waits behind more than adaptive_backlog DOWNs).
+    waits behind more than adaptive_backlog DOWNs). In adaptive mode a node also asks
+    the nodes it watches (in HELLO, for each new session) for dead summaries of at most
+    adaptive_summary_size certificates every adaptive_summary_interval ms instead of
+    their batcher_chunk_size per batcher_sweep_interval, so remote deaths are not held
+    back at the source either.
     """
 
     connector_sweep_interval: int = 100
@@ -34,6 +38,8 @@ class Config:
     dispatch_mode: str = "token_bucket"
     adaptive_backlog: int = 128
     adaptive_interval: int = 1
+    adaptive_summary_size: int = 1000
+    adaptive_summary_interval: int = 5
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -48,6 +54,9 @@ class Config:
             minimum = 4 if field.name == "max_binary_size" else 1
             if not minimum <= value <= 2**31 - 1:
                 raise ValueError(f"{field.name} must be in {minimum}..2**31-1, not {value}")
+        if self.adaptive_summary_size > 100_000 or self.adaptive_summary_interval > 60_000:
+            raise ValueError("adaptive_summary_size must be at most 100000 and "
+                             "adaptive_summary_interval at most 60000 ms")
         if self.truncation_depth > 32:
             raise ValueError("truncation_depth must be at most 32 (the codec's nesting limit)")
         if self.heartbeat_timeout <= self.heartbeat_interval:

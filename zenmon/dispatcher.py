@@ -5,9 +5,12 @@ most ``demand_amount`` DOWNs are handed to inboxes, node-wide, so the rate never
 exceeds ``maximum_mps``. Entries whose monitor was demonitored meanwhile are
 dropped in the core without using the budget. ``unlimited`` lifts the throttle
 (deliver as fast as the I/O thread can, in chunks so sockets stay served).
-``adaptive`` paces each inbox on its own backlog: every ``adaptive_interval`` ms
-each inbox is topped up to ``adaptive_backlog`` messages, so a storm drains as fast
-as its watchers read while a work message waits behind at most that many DOWNs.
+``adaptive`` paces each inbox on its own backlog: every ``adaptive_interval`` ms,
+and as soon as a watcher has read half of it, each inbox is topped up to
+``adaptive_backlog`` messages, so a storm drains as fast as its watchers read while
+a work message waits behind at most that many DOWNs. DOWNs for a full inbox are
+parked in the core on a queue of their own, so a tick costs what it delivers, not
+what is queued.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class Dispatcher:
     def deadline(self) -> float:
         """Monotonic time of the next delivery; never while nothing is queued."""
         self.sleeping = True           # set before looking, so no enqueue goes unseen
-        if len(self._core.downs):
+        if self._core.pending():
             self.sleeping = False
             return self.next_tick
         return float("inf")
@@ -75,13 +78,15 @@ class Dispatcher:
             self.next_tick = now + step
             budget = int(self.tokens)
             bucket = True
-        if not budget or not len(core.downs):
+        if not budget or not core.pending():
             return
         handed = core.n_processed
         touched = core.dispatch(budget, backlog)
         if bucket:
             self.tokens -= core.n_processed - handed
-        refill_at = backlog // 2 + 1 if backlog and len(core.downs) else 0
+        if backlog and len(core.downs):
+            self.next_tick = now     # the shared queue was not looked through: go on soon
+        refill_at = backlog // 2 + 1 if backlog and core.pending() else 0
         for process in touched:
             if process is not None:
                 process._refill_at = refill_at

@@ -410,7 +410,7 @@ class Node:
                     if connector.closed:
                         self._all_connectors.remove(connector)
             if now >= next_batcher_sweep:
-                next_batcher_sweep = now + self._config.batcher_sweep_interval / 1000
+                next_batcher_sweep = now + self._proxy.sweep_interval() / 1000
                 self._guarded(self._proxy.sweep, now)
         for connector in self._all_connectors:
             connector.close()

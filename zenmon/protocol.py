@@ -20,9 +20,16 @@ SEQ_ACK = struct.Struct("<QQ")       # sequence number, cumulative ack of the ot
 COUNT = struct.Struct("<Q")
 MAX_FRAME = 64 * 1024 * 1024         # larger frames are dropped unread
 MAX_BATCH = 8 * 1024 * 1024          # instructions or certificates in one message
+#: Optional tail of a HELLO, after a NUL: the most certificates per DEAD_SUMMARY and
+#: the least milliseconds between two that the connector asks for (0: the proxy's own
+#: batcher_chunk_size / batcher_sweep_interval).
+HELLO_OPTIONS = struct.Struct("<II")
+MAX_SUMMARY_SIZE = 100_000           # the most certificates a HELLO may ask per summary
+MAX_SUMMARY_INTERVAL = 60_000        # ms
+MAX_ADDRESS = 1024                   # bytes of a HELLO's address
 
 # connector -> proxy
-HELLO = 1            # body: the sender node's address (utf-8)
+HELLO = 1            # body: the sender node's address (utf-8) [, NUL, HELLO_OPTIONS]
 SUBSCRIBE = 2        # body: seq, ack, n, n packed instructions, msgpack {name key: name}
 HEARTBEAT = 3        # body: seq (last SUBSCRIBE sent), ack (last DEAD_SUMMARY received)
 NACK_DEADS = 4       # body: seq (first DEAD_SUMMARY missing), ack
@@ -72,6 +79,30 @@ def unpack_header(frame: bytes) -> Header:
     if version != VERSION:
         raise VersionMismatch(f"protocol version {version}, this node speaks {VERSION}")
     return Header(kind, sender, receiver, session)
+
+
+def hello_body(address: str, summary_size: int = 0, summary_interval: int = 0) -> bytes:
+    """Body of a HELLO: the connector's address, then the pace it asks for (0: default)."""
+    return address.encode() + b"\0" + HELLO_OPTIONS.pack(summary_size, summary_interval)
+
+
+def unpack_hello(frame: bytes) -> tuple[str, int, int]:
+    """(address, summary size, summary interval ms) of a HELLO; 0 means the proxy's own.
+
+    A bare address (no NUL) asks for nothing. Options out of range raise ProtocolError.
+    """
+    body = frame[HEADER.size:]
+    address, nul, options = body.partition(b"\0")
+    if len(address) > MAX_ADDRESS:
+        raise ProtocolError(f"HELLO address of {len(address)} bytes is over {MAX_ADDRESS}")
+    size = interval = 0
+    if nul:
+        if len(options) != HELLO_OPTIONS.size:
+            raise ProtocolError("bad HELLO options length")
+        size, interval = HELLO_OPTIONS.unpack(options)
+        if size > MAX_SUMMARY_SIZE or interval > MAX_SUMMARY_INTERVAL:
+            raise ProtocolError(f"HELLO asks for summaries of {size} every {interval} ms")
+    return address.decode("utf-8", "replace"), size, interval
 
 
 def seq_ack(frame: bytes) -> tuple[int, int]:

@@ -4,7 +4,8 @@ It accepts connector sessions (HELLO -> WELCOME), applies their SUBSCRIBE batche
 in sequence order to the core's subscribers table (at most one subscription per
 (local process, peer key), so a process watched by many remote monitors costs one
 entry per interested peer), and runs each peer's Batcher every
-``batcher_sweep_interval``. A peer silent for ``heartbeat_timeout`` is dropped
+``batcher_sweep_interval`` (``batcher_chunk_size`` certificates at most), or at the
+pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` is dropped
 with all its subscriptions. Runs on the node's I/O thread.
 """
 
@@ -28,7 +29,7 @@ class Peer:
 
     __slots__ = ("identity", "session", "incarnation", "address", "index", "batcher",
                  "expected", "dead_seq", "unacked", "last_heard", "last_nack",
-                 "name_subscriptions")
+                 "name_subscriptions", "summary_size", "summary_interval", "next_summary")
 
     def __init__(self, identity: bytes, session: int, incarnation: int, address: str,
                  index: int, batcher: Batcher, now: float) -> None:
@@ -44,6 +45,9 @@ class Peer:
         self.last_heard = now
         self.last_nack = 0.0
         self.name_subscriptions: dict[int, int] = {}   # name key -> local pid id
+        self.summary_size = 0                # asked for in HELLO; 0: batcher_chunk_size
+        self.summary_interval = 0            # ms, asked for in HELLO; 0: batcher_sweep_interval
+        self.next_summary = now              # no DEAD_SUMMARY before this
 
 
 class Proxy:
@@ -128,8 +132,9 @@ class Proxy:
             if peer is None or peer.session != header.session:
                 if peer is not None:
                     self.drop(peer)
-                address = frame[p.HEADER.size:p.HEADER.size + 1024].decode("utf-8", "replace")
+                address, size, interval = p.unpack_hello(frame)
                 peer = self.new_peer(identity, header.session, header.sender, address, now)
+                peer.summary_size, peer.summary_interval = size, interval
             peer.last_heard = now
             self.send(identity, header.session, header.sender, p.WELCOME, b"")
             return
@@ -237,20 +242,36 @@ class Proxy:
     # ---------------------------------------------------------------- send
 
     def sweep(self, now: float) -> None:
-        """Batcher sweep: one DEAD_SUMMARY per peer with certificates; drop silent peers."""
+        """Batcher sweep: a DEAD_SUMMARY to each peer with certificates whose pace allows
+        one now (its own, asked for in HELLO, or this node's batcher settings); drop
+        silent peers."""
         config = self._node._config
         timeout = config.heartbeat_timeout / 1000
         for peer in list(self.peers.values()):
             if now - peer.last_heard > timeout:
                 self.drop(peer)
                 continue
-            if len(peer.batcher):
+            if len(peer.batcher) and now >= peer.next_summary:
                 self.sweeps += 1
                 peer.dead_seq += 1
-                body = dead_summary_body(peer.batcher, config.batcher_chunk_size,
+                body = dead_summary_body(peer.batcher,
+                                         peer.summary_size or config.batcher_chunk_size,
                                          peer.dead_seq, peer.expected - 1)
                 peer.unacked.append((peer.dead_seq, body))
                 self.send_peer(peer, p.DEAD_SUMMARY, body)
+                interval = (peer.summary_interval or config.batcher_sweep_interval) / 1000
+                # on schedule (a late sweep does not push the next one back), but never
+                # a burst of catching up after a quiet time
+                late = now - peer.next_summary
+                peer.next_summary = (now if late >= interval else peer.next_summary) + interval
+
+    def sweep_interval(self) -> int:
+        """Milliseconds until the next batcher sweep: the shortest pace of any peer."""
+        interval = self._node._config.batcher_sweep_interval
+        for peer in self.peers.values():
+            if peer.summary_interval and peer.summary_interval < interval:
+                interval = peer.summary_interval
+        return interval
 
     def send_peer(self, peer: Peer, kind: int, body: bytes) -> None:
         """Send a frame of `peer`'s session."""
