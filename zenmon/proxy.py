@@ -259,11 +259,10 @@ class Proxy:
                                          peer.dead_seq, peer.expected - 1)
                 peer.unacked.append((peer.dead_seq, body))
                 self.send_peer(peer, p.DEAD_SUMMARY, body)
-                interval = (peer.summary_interval or config.batcher_sweep_interval) / 1000
-                # on schedule (a late sweep does not push the next one back), but never
-                # a burst of catching up after a quiet time
-                late = now - peer.next_summary
-                peer.next_summary = (now if late >= interval else peer.next_summary) + interval
+                # at least one interval apart (the I/O loop sweeps with this same `now`,
+                # so a peer on the node's own interval is served at every sweep)
+                interval = peer.summary_interval or config.batcher_sweep_interval
+                peer.next_summary = now + interval / 1000
 
     def sweep_interval(self) -> int:
         """Milliseconds until the next batcher sweep: the shortest pace of any peer."""
