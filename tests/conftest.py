@@ -91,6 +91,20 @@ def remote_node() -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def local(node_factory: Callable[..., Any]) -> Any:
+    """The watching node of the remote suites, in this test process (fast settings)."""
+    from remote import REMOTE_SETTINGS
+
+    return node_factory(**REMOTE_SETTINGS)
+
+
+@pytest.fixture
+def remote(remote_node: Callable[..., Any]) -> Any:
+    """The node hosting the targets of the remote suites, in a subprocess."""
+    return remote_node()
+
+
+@pytest.fixture
 def zmq_context() -> Iterator[Any]:
     """A private ZeroMQ context for raw test sockets; sockets close with linger=0."""
     import zmq

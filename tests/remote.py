@@ -538,3 +538,9 @@ class TcpRelay:
             self._close_pair(sock)
         self._selector.close()
         self._listener.close()
+
+
+def wait_subscribed(remote: RemoteNode, count: int, timeout: float = 10.0) -> None:
+    """Wait until the remote proxy holds exactly `count` subscriptions."""
+    wait_remote(remote, "zenmon.proxy.subscribers.size", lambda v: v == count,
+                timeout=timeout, what=f"== {count}")

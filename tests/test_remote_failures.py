@@ -30,26 +30,14 @@ from remote import (
     REMOTE_SETTINGS,
     assert_nothing_more_remote,
     free_port,
-    wait_remote,
+    wait_subscribed,
 )
 
 SUBSCRIBERS = "zenmon.proxy.subscribers.size"
 MARGIN = 3.0   # seconds on top of heartbeat_timeout for detection plus delivery
 
 
-@pytest.fixture
-def local(node_factory):
-    return node_factory(**REMOTE_SETTINGS)
 
-
-@pytest.fixture
-def remote(remote_node):
-    return remote_node()
-
-
-def wait_subscribed(remote, count, timeout=10.0):
-    wait_remote(remote, SUBSCRIBERS, lambda v: v == count, timeout=timeout,
-                what=f"== {count}")
 
 
 def assert_nothing_more(node, *watchers):

@@ -32,6 +32,7 @@ from remote import (
     REMOTE_SETTINGS,
     assert_nothing_more_remote,
     wait_remote,
+    wait_subscribed,
 )
 
 SUBSCRIBERS = "zenmon.proxy.subscribers.size"
@@ -41,11 +42,6 @@ SENT = "zenmon.wire.messages.sent"
 BYTES_SENT = "zenmon.wire.bytes.sent"
 
 
-@pytest.fixture
-def local(node_factory):
-    """The watching node, in this test process."""
-    return node_factory(**REMOTE_SETTINGS)
-
 
 @pytest.fixture
 def bulk_local(node_factory):
@@ -53,16 +49,6 @@ def bulk_local(node_factory):
     return node_factory(**BULK_SETTINGS)
 
 
-@pytest.fixture
-def remote(remote_node):
-    """The node hosting the targets, in a subprocess."""
-    return remote_node()
-
-
-def wait_subscribed(remote, count, timeout=10.0):
-    """Wait until the remote proxy holds exactly `count` subscriptions."""
-    wait_remote(remote, SUBSCRIBERS, lambda v: v == count, timeout=timeout,
-                what=f"== {count}")
 
 
 # --------------------------------------------------------------------------- refs

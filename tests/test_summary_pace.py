@@ -16,10 +16,9 @@ import zmq
 
 import zenmon
 from helpers import metric, receive_all, wait_for
-from remote import wait_remote
+from remote import wait_subscribed
 from zenmon import protocol as p
 
-SUBSCRIBERS = "zenmon.proxy.subscribers.size"
 SWEEPS = "zenmon.proxy.batcher.sweep"
 DROPPED = "zenmon.wire.frames.dropped"
 
@@ -70,7 +69,7 @@ def _storm_summaries(node_factory, remote_node, mode: str, n: int) -> tuple[int,
     watcher = local.process()
     targets = remote.spawn(n)
     refs = {watcher.monitor(t): t for t in targets}
-    wait_remote(remote, SUBSCRIBERS, lambda v: v == n, timeout=20, what=f"== {n}")
+    wait_subscribed(remote, n, timeout=20)
     sweeps = remote.metric(SWEEPS)
     remote.exit("all", "storm")
     first = watcher.receive(timeout=10)

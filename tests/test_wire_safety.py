@@ -41,14 +41,6 @@ SUBSCRIBERS = "zenmon.proxy.subscribers.size"
 FAKE_INCARNATION = 7_000_000_000
 
 
-@pytest.fixture
-def local(node_factory):
-    return node_factory(**REMOTE_SETTINGS)
-
-
-@pytest.fixture
-def remote(remote_node):
-    return remote_node()
 
 
 @pytest.fixture

@@ -29,20 +29,7 @@ import sys
 from typing import Any
 
 import zenmon
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when the process that started it dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # no libc/prctl: stdin EOF still ends us
-        pass
+from zenmon._child import die_with_parent, serve_commands
 
 
 class SessionsNode:
@@ -85,43 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zenmon._demo_node")
     parser.add_argument("--settings", default="{}", help="node settings as a JSON object")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     # The orchestrator handles Ctrl-C and kills us; a terminal's SIGINT is not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = json.loads(args.settings)
-    out = sys.stdout
     node = zenmon.Node(listen="tcp://127.0.0.1:0", **settings)
     node.start()
-    server = SessionsNode(node)
-    out.write(json.dumps({"address": node.address, "incarnation": node.incarnation,
-                          "pid": os.getpid()}) + "\n")
-    out.flush()
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            stop = False
-            try:
-                command = json.loads(line)
-                name = command.pop("cmd")
-                if name == "stop":
-                    node.stop()
-                    answer: dict[str, Any] = {"ok": None}
-                    stop = True
-                else:
-                    handler = getattr(server, f"do_{name}", None)
-                    if handler is None:
-                        raise ValueError(f"unknown command {name!r}")
-                    answer = {"ok": handler(**command)}
-            except Exception as exc:  # answer the error; keep serving
-                answer = {"error": f"{type(exc).__name__}: {exc}"}
-            out.write(json.dumps(answer) + "\n")
-            out.flush()
-            if stop:
-                return 0
-    finally:
-        node.stop()
-    return 0
+    return serve_commands(node, SessionsNode(node), {
+        "address": node.address, "incarnation": node.incarnation, "pid": os.getpid()})
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from zenmon._child import die_with_parent, serve_commands
 from zenmon.bench import _malloc_trim, _rss_bytes
 
 __all__ = [
@@ -133,18 +134,6 @@ def _settled_rss() -> int:
     _malloc_trim()
     time.sleep(0.2)
     return _rss_bytes()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when the benchmark that started it dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _pack_ids(ids: Sequence[int]) -> str:
@@ -265,43 +254,15 @@ class _Server:
 
 def serve(impl: str, settings: dict[str, Any]) -> int:
     """The child mode: start a node, print its address, answer commands until EOF/stop."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
     import faulthandler
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)   # kill -USR1: where is it stuck?
     node = _make_node(impl, settings)
-    server = _Server(impl, node)
-    out = sys.stdout
-    out.write(json.dumps({"address": node.address,
-                          "incarnation": getattr(node, "incarnation", 0),
-                          "pid": os.getpid()}) + "\n")
-    out.flush()
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            stop = False
-            try:
-                command = json.loads(line)
-                name = command.pop("cmd")
-                if name == "stop":
-                    answer: dict[str, Any] = {"ok": None}
-                    stop = True
-                else:
-                    handler = getattr(server, f"do_{name}", None)
-                    if handler is None:
-                        raise ValueError(f"unknown command {name!r}")
-                    answer = {"ok": handler(**command)}
-            except Exception as exc:  # answer the error, keep serving
-                answer = {"error": f"{type(exc).__name__}: {exc}"}
-            out.write(json.dumps(answer) + "\n")
-            out.flush()
-            if stop:
-                break
-    finally:
-        node.stop()
-    return 0
+    return serve_commands(node, _Server(impl, node), {
+        "address": node.address, "incarnation": getattr(node, "incarnation", 0),
+        "pid": os.getpid()})
 
 
 class ChildError(RuntimeError):

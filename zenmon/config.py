@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .protocol import MAX_SUMMARY_INTERVAL, MAX_SUMMARY_SIZE
+
 DISPATCH_MODES = ("token_bucket", "unlimited", "adaptive")
 
 
@@ -54,9 +56,11 @@ class Config:
             minimum = 4 if field.name == "max_binary_size" else 1
             if not minimum <= value <= 2**31 - 1:
                 raise ValueError(f"{field.name} must be in {minimum}..2**31-1, not {value}")
-        if self.adaptive_summary_size > 100_000 or self.adaptive_summary_interval > 60_000:
-            raise ValueError("adaptive_summary_size must be at most 100000 and "
-                             "adaptive_summary_interval at most 60000 ms")
+        if (self.adaptive_summary_size > MAX_SUMMARY_SIZE
+                or self.adaptive_summary_interval > MAX_SUMMARY_INTERVAL):
+            raise ValueError(f"adaptive_summary_size must be at most {MAX_SUMMARY_SIZE} and "
+                             f"adaptive_summary_interval at most {MAX_SUMMARY_INTERVAL} ms "
+                             "(what a HELLO may ask for)")
         if self.truncation_depth > 32:
             raise ValueError("truncation_depth must be at most 32 (the codec's nesting limit)")
         if self.heartbeat_timeout <= self.heartbeat_interval:

@@ -32,7 +32,8 @@ class Peer:
                  "name_subscriptions", "summary_size", "summary_interval", "next_summary")
 
     def __init__(self, identity: bytes, session: int, incarnation: int, address: str,
-                 index: int, batcher: Batcher, now: float) -> None:
+                 index: int, batcher: Batcher, now: float, summary_size: int,
+                 summary_interval: int) -> None:
         self.identity = identity
         self.session = session
         self.incarnation = incarnation
@@ -45,8 +46,8 @@ class Peer:
         self.last_heard = now
         self.last_nack = 0.0
         self.name_subscriptions: dict[int, int] = {}   # name key -> local pid id
-        self.summary_size = 0                # asked for in HELLO; 0: batcher_chunk_size
-        self.summary_interval = 0            # ms, asked for in HELLO; 0: batcher_sweep_interval
+        self.summary_size = summary_size     # asked for in HELLO; 0: batcher_chunk_size
+        self.summary_interval = summary_interval   # ms, ditto; 0: batcher_sweep_interval
         self.next_summary = now              # no DEAD_SUMMARY before this
 
 
@@ -133,8 +134,8 @@ class Proxy:
                 if peer is not None:
                     self.drop(peer)
                 address, size, interval = p.unpack_hello(frame)
-                peer = self.new_peer(identity, header.session, header.sender, address, now)
-                peer.summary_size, peer.summary_interval = size, interval
+                peer = self.new_peer(identity, header.session, header.sender, address, now,
+                                     size, interval)
             peer.last_heard = now
             self.send(identity, header.session, header.sender, p.WELCOME, b"")
             return
@@ -181,13 +182,14 @@ class Proxy:
             self.drop(peer)
 
     def new_peer(self, identity: bytes, session: int, incarnation: int, address: str,
-                 now: float) -> Peer:
+                 now: float, summary_size: int, summary_interval: int) -> Peer:
         """Open a session for a connector (reusing a dropped peer's batcher slot)."""
         if self._free_indexes:
             index, batcher = self._free_indexes.pop()
         else:
             index, batcher = self._core.batcher_new()
-        peer = Peer(identity, session, incarnation, address, index, batcher, now)
+        peer = Peer(identity, session, incarnation, address, index, batcher, now,
+                    summary_size, summary_interval)
         self.peers[identity] = peer
         return peer
 
