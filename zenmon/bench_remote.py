@@ -479,6 +479,14 @@ def subscribe(remote: Remote, timeout: float = 300.0, armed: bool = False) -> Su
     return SubscribeResult(answer["t"] - t0, t1 - t0, int(answer["count"]))
 
 
+def subscribe_all(remote: Remote, impl: str, timeout: float = 300.0) -> SubscribeResult:
+    """``subscribe``, raising ChildError unless every monitor was subscribed."""
+    sub = subscribe(remote, timeout)
+    if sub.subscribed != remote.n:
+        raise ChildError(f"{impl}: only {sub.subscribed:,} of {remote.n:,} subscribed")
+    return sub
+
+
 @dataclass
 class FanoutResult:
     total_s: float          # kill command -> last DOWN received
@@ -642,9 +650,7 @@ def scenario_sigkill(ctx: Any, impl: str) -> dict[str, float]:
         remote = build_remote(impl, ctx.n)
     try:
         _log(ctx, f"{impl}: subscribing {remote.n:,} remote monitors (untimed)")
-        sub = subscribe(remote)
-        if sub.subscribed != remote.n:
-            raise ChildError(f"{impl}: only {sub.subscribed:,} of {remote.n:,} subscribed")
+        subscribe_all(remote, impl)
         # Collect first: a full collection of this heap holds the GIL long enough
         # (~0.5 s with the naive 1M-entry tables) to read as a 500 ms heartbeat loss.
         gc.collect()
@@ -773,9 +779,7 @@ def storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
     else:
         remote = build_remote(impl, n, watchers=1)
     try:
-        sub = subscribe(remote, timeout=120.0)
-        if sub.subscribed != n:
-            raise ChildError(f"{impl}: only {sub.subscribed:,} of {n:,} subscribed")
+        subscribe_all(remote, impl, timeout=120.0)
         watcher = remote.watchers[0]
         stop = threading.Event()
         clock = time.monotonic
@@ -880,9 +884,7 @@ def nodedown_storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
     else:
         remote = build_remote(impl, n, watchers=1)
     try:
-        sub = subscribe(remote, timeout=120.0)
-        if sub.subscribed != n:
-            raise ChildError(f"{impl}: only {sub.subscribed:,} of {n:,} subscribed")
+        subscribe_all(remote, impl, timeout=120.0)
         gc.collect()     # see scenario_sigkill: a long collection reads as a heartbeat loss
         remote.node.configure(**HEARTBEAT)   # naive: from the patient setup to 100/500 ms
         time.sleep(0.5)
