@@ -86,6 +86,40 @@ def test_exit_yields_one_down_with_ref_pid_and_reason(world):
     world.assert_nothing_more(watcher)
 
 
+def test_exit_default_reason_is_normal(world):
+    watcher = world.process()
+    (target,) = world.spawn(1)
+    ref = watcher.monitor(target)
+    world.wait_subscribed(1)
+    world.exit([target])
+    assert_down(watcher.receive(timeout=5), ref, target, "normal")
+
+
+def test_second_exit_does_not_fire_again(world):
+    watcher = world.process()
+    (target,) = world.spawn(1)
+    ref = watcher.monitor(target)
+    world.wait_subscribed(1)
+    assert world.exit([target], "first") == 1
+    assert world.exit([target], "second") == 0
+    assert_down(watcher.receive(timeout=5), ref, target, "first")
+    world.assert_nothing_more(watcher)
+
+
+def test_exit_right_after_monitor_still_fires(world):
+    """The target may die while the subscribe is still queued: the DOWN still comes."""
+    watcher = world.process()
+    targets = world.spawn(20)
+    refs = {watcher.monitor(t): t for t in targets}
+    world.exit(targets, "raced")  # no wait for the subscription
+    downs = receive_all(watcher, 20, timeout=10)
+    assert {d.ref for d in downs} == set(refs)
+    for down in downs:
+        assert down.pid == refs[down.ref]
+        assert down.reason in ("raced", "noproc"), down
+    world.assert_nothing_more(watcher)
+
+
 def test_long_string_reason_is_truncated(world):
     watcher = world.process()
     (target,) = world.spawn(1)
@@ -110,6 +144,19 @@ def test_long_bytes_reason_is_truncated(world):
     down = watcher.receive(timeout=5)
     assert isinstance(down.reason, bytes)
     assert_down(down, ref, target, b"z" * 1021 + b"...")
+
+
+def test_truncation_happens_once_for_every_watcher(world):
+    """A big reason reaches every monitor, each cut the same way."""
+    watchers = [world.process() for _ in range(3)]
+    (target,) = world.spawn(1)
+    refs = {w.monitor(target): w for w in watchers for _ in range(2)}
+    world.wait_subscribed(1)
+    world.exit([target], "r" * 100_000)
+    for watcher in watchers:
+        for down in receive_all(watcher, 2):
+            assert refs[down.ref] is watcher
+            assert down.reason == "r" * 1021 + "..."
 
 
 @pytest.mark.parametrize(
@@ -321,6 +368,17 @@ def test_demonitor_before_death_means_no_down(world):
     world.assert_nothing_more(watcher)
 
 
+def test_demonitor_right_after_monitor_means_no_down(world):
+    """Demonitor while the subscribe may still be queued: still no DOWN."""
+    watcher = world.process()
+    targets = world.spawn(100)
+    for target in targets:
+        assert watcher.demonitor(watcher.monitor(target)) is True
+    world.exit(targets, "should not be seen")
+    world.assert_nothing_more(watcher)
+    world.wait_subscribed(0)
+
+
 def test_demonitor_leaves_other_refs_on_the_same_target(world):
     watcher = world.process()
     (target,) = world.spawn(1)
@@ -332,6 +390,27 @@ def test_demonitor_leaves_other_refs_on_the_same_target(world):
     downs = receive_all(watcher, 5)
     assert sorted(d.ref for d in downs) == sorted(refs[1::2])
     world.assert_nothing_more(watcher)
+
+
+def test_demonitor_is_idempotent_and_tolerates_unknown_refs(world):
+    watcher = world.process()
+    (target,) = world.spawn(1)
+    ref = watcher.monitor(target)
+    assert watcher.demonitor(ref) is True
+    assert watcher.demonitor(ref) is True
+    assert watcher.demonitor(ref, flush=True) is True
+    assert watcher.demonitor(10**12) is True
+    assert watcher.demonitor(10**12, flush=True) is True
+
+
+def test_demonitor_of_another_process_ref_does_not_cancel_it(world):
+    owner, stranger = world.process(), world.process()
+    (target,) = world.spawn(1)
+    ref = owner.monitor(target)
+    assert stranger.demonitor(ref) is True
+    world.wait_subscribed(1)
+    world.exit([target], "still watched")
+    assert_down(owner.receive(timeout=5), ref, target, "still watched")
 
 
 def test_demonitor_of_the_last_monitor_drops_the_reference(world):
@@ -387,6 +466,29 @@ def test_demonitor_without_flush_leaves_a_delivered_down(world):
     assert watcher.demonitor(ref) is True
     assert_down(watcher.receive(timeout=5), ref, target, "already here")
     world.assert_nothing_more(watcher)
+
+
+def test_downs_and_work_messages_keep_arrival_order(world):
+    node = world.node
+    watcher = world.process()
+    first, second = world.spawn(2)
+    ref_first = watcher.monitor(first)
+    ref_second = watcher.monitor(second)
+    world.wait_subscribed(2)
+    processed = metric(node, PROCESSED)
+    watcher.send("a")
+    world.exit([first], "one")
+    wait_processed(node, processed + 1)
+    node.send(watcher.pid, "b")
+    world.exit([second], "two")
+    wait_processed(node, processed + 2)
+    watcher.send("c")
+    messages = receive_all(watcher, 5)
+    assert messages[0] == "a"
+    assert_down(messages[1], ref_first, first, "one")
+    assert messages[2] == "b"
+    assert_down(messages[3], ref_second, second, "two")
+    assert messages[4] == "c"
 
 
 # --------------------------------------------------------------------------- watcher exit (7)

@@ -2,11 +2,10 @@
 
 The brief's semantics that hold for every kind of target are written once in
 ``test_monitor_semantics.py`` and run across the wire as well as on one node.
-This file keeps what needs two OS processes: races with a subscription still
-queued, one target watched from two nodes, batches of names, subscriptions and
-death certificates crossing the wire in batches, churn with unthrottled
-delivery, and the other direction, a subprocess watching processes of the node
-here. A node in this test process watches processes of a node in a subprocess
+This file keeps what needs two OS processes: one target watched from two
+nodes, batches of names, subscriptions and death certificates crossing the
+wire in batches, and the other direction, a subprocess watching processes of
+the node here. A node in this test process watches processes of a node in a subprocess
 (``tests/nodeproc.py``); both ends run the fast settings of
 ``remote.REMOTE_SETTINGS``.
 
@@ -29,7 +28,6 @@ from helpers import (
 from remote import (
     BULK_SETTINGS,
     REMOTE_SETTINGS,
-    assert_nothing_more_remote,
     wait_subscribed,
 )
 
@@ -45,33 +43,6 @@ def bulk_local(node_factory):
 
 
 # --------------------------------------------------------------------------- DOWN
-
-
-def test_remote_exit_before_subscription_arrives_still_fires(local, remote):
-    """The target may die while the subscribe is still queued: the DOWN still comes."""
-    watcher = local.process()
-    targets = remote.spawn(20)
-    refs = {watcher.monitor(t): t for t in targets}
-    remote.exit(targets, "raced")  # no wait for the subscription
-    downs = receive_all(watcher, 20, timeout=10)
-    assert {d.ref for d in downs} == set(refs)
-    for down in downs:
-        assert down.pid == refs[down.ref]
-        assert down.reason in ("raced", "noproc"), down
-    assert_nothing_more_remote(local, remote, watcher)
-
-
-def test_remote_truncation_happens_once_for_every_watcher(local, remote):
-    """A big reason reaches every monitor (on two nodes), each cut the same way."""
-    watchers = [local.process() for _ in range(3)]
-    (target,) = remote.spawn(1)
-    refs = {w.monitor(target): w for w in watchers for _ in range(2)}
-    wait_subscribed(remote, 1)
-    remote.exit([target], "r" * 100_000)
-    for watcher in watchers:
-        for down in receive_all(watcher, 2):
-            assert refs[down.ref] is watcher
-            assert down.reason == "r" * 1021 + "..."
 
 
 def test_remote_target_watched_from_two_nodes_fires_on_both(node_factory, remote):
@@ -104,20 +75,6 @@ def test_remote_several_names_in_one_batch(local, remote):
         expected = "noproc" if name == "ghost" else "named batch"
         assert_down(down, down.ref, (name, remote.address), expected)
     assert refs == {}
-
-
-# --------------------------------------------------------------------------- demonitor
-
-
-def test_remote_demonitor_right_after_monitor_means_no_down(local, remote):
-    """Demonitor while the subscribe may still be queued: still no DOWN."""
-    watcher = local.process()
-    targets = remote.spawn(100)
-    for target in targets:
-        watcher.demonitor(watcher.monitor(target))
-    remote.exit(targets, "should not be seen")
-    assert_nothing_more_remote(local, remote, watcher)
-    wait_subscribed(remote, 0)
 
 
 # --------------------------------------------------------------------------- batching

@@ -110,9 +110,11 @@ class LocalWorld(World):
         alive = 0
         for pid in chosen:
             proc = self._targets[pid]
-            if proc.alive:
-                alive += 1
+            alive += proc.alive
+            try:  # a second exit is a no-op, or raises ProcessExited: both are fine
                 proc.exit(RuntimeError(reason) if exception else reason)
+            except zenmon.ProcessExited:
+                pass
         return alive
 
     def name_forms(self, name: str) -> list[Any]:
