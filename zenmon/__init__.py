@@ -6,6 +6,7 @@ throttled dispatcher, truncated exit reasons, node-down detection. See README.md
 """
 
 from ._core import Pid
+from ._version import __version__ as __version__
 from .codec import CodecError
 from .config import Config
 from .curve import Curve
@@ -34,5 +35,3 @@ __all__ = [
     "ZenmonError",
     "truncate",
 ]
-
-__version__ = "0.1.0"
