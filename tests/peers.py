@@ -1,0 +1,181 @@
+"""Raw protocol peers for the attack and bounds tests: a scripted connector session,
+a heartbeat prober that measures how long a node's I/O thread takes to answer, and
+memory readings of a node subprocess.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from array import array
+from typing import Any
+
+import msgpack
+import zmq
+
+from zenmon import protocol as p
+
+
+class RawSession:
+    """A DEALER speaking the connector side of the protocol by hand (HELLO, SUBSCRIBE,
+    HEARTBEAT, NACK_DEADS), so a test can send what a well-behaved connector never would.
+    """
+
+    def __init__(self, context: zmq.Context[Any], address: str, hwm: int = 0) -> None:
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, hwm)
+        self.socket.setsockopt(zmq.RCVHWM, hwm)
+        self.socket.connect(address)
+        self.incarnation = random.getrandbits(40) + 1
+        self.session = 0
+        self.proxy_incarnation = 0
+        self.seq = 0
+
+    def send(self, frame: bytes, block: bool = True) -> bool:
+        try:
+            self.socket.send(frame, 0 if block else zmq.NOBLOCK, copy=len(frame) < 65536)
+        except zmq.Again:
+            return False
+        return True
+
+    def receive(self, timeout: float = 5.0) -> bytes | None:
+        """The next frame, or None after `timeout` seconds."""
+        if not self.socket.poll(int(timeout * 1000)):
+            return None
+        return self.socket.recv()
+
+    def drain(self) -> list[bytes]:
+        frames = []
+        while self.socket.poll(0):
+            frames.append(self.socket.recv())
+        return frames
+
+    def hello(self, session: int | None = None, wait: bool = True) -> int:
+        """Open a session (a new id unless given) -> its id."""
+        self.session = session if session is not None else random.getrandbits(62) + 1
+        self.seq = 0
+        self.send(self.frame(p.HELLO, p.hello_body("tcp://127.0.0.1:9")))
+        if not wait:
+            return self.session
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            frame = self.receive(timeout=max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                break
+            header = p.unpack_header(frame)
+            if header.type == p.WELCOME and header.session == self.session:
+                self.proxy_incarnation = header.sender
+                return self.session
+        raise AssertionError("no WELCOME")
+
+    def frame(self, kind: int, body: bytes = b"") -> bytes:
+        return p.pack(kind, self.incarnation, self.proxy_incarnation, self.session, body)
+
+    def subscribe_frame(self, keys: list[int], names: dict[int, str] | None = None,
+                        ack: int = 0) -> bytes:
+        """The next SUBSCRIBE of this session (its seq is taken now)."""
+        self.seq += 1
+        instructions = array("Q", keys).tobytes()
+        return self.frame(p.SUBSCRIBE, p.pack_subscribe(self.seq, ack, instructions,
+                                                        names or {}))
+
+    def raw_subscribe_frame(self, n: int, keys: bytes, names_blob: bytes,
+                            ack: int = 0) -> bytes:
+        """A SUBSCRIBE with a hand-made names section (any msgpack, any size)."""
+        self.seq += 1
+        body = p.SEQ_ACK.pack(self.seq, ack) + p.COUNT.pack(n) + keys + names_blob
+        return self.frame(p.SUBSCRIBE, body)
+
+    def heartbeat(self, ack: int = 0) -> bytes:
+        return self.frame(p.HEARTBEAT, p.pack_seq_ack(self.seq, ack))
+
+    def nack_deads(self, first: int) -> bytes:
+        return self.frame(p.NACK_DEADS, p.pack_seq_ack(first, 0))
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+
+
+def names_blob(entries: int, name: str = "x") -> bytes:
+    """A msgpack map of `entries` name keys, all naming `name` (built without a dict)."""
+    packer = msgpack.Packer()
+    parts = [packer.pack_map_header(entries)]
+    value = packer.pack(name)
+    flag = 1 << 62
+    parts.extend(packer.pack(flag | (i + 1)) + value for i in range(entries))
+    return b"".join(parts)
+
+
+class Prober:
+    """A well-behaved session that sends a HEARTBEAT every `period` seconds and records
+    the round trip of each HEARTBEAT_ACK: the longest one bounds how long the node's
+    I/O thread went without serving its ROUTER. Runs its own thread (its own socket).
+    """
+
+    def __init__(self, context: zmq.Context[Any], address: str, period: float = 0.01,
+                 ) -> None:
+        self._session = RawSession(context, address)
+        self._session.hello()
+        self.period = period
+        self.round_trips: list[float] = []
+        self.lost = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="prober")
+        self._thread.start()
+
+    def _run(self) -> None:
+        session = self._session
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            session.send(session.heartbeat())
+            answered = False
+            while not self._stop.is_set():
+                frame = session.receive(timeout=0.05)
+                if frame is None:
+                    continue
+                header = p.unpack_header(frame)
+                if header.type == p.HEARTBEAT_ACK and header.session == session.session:
+                    self.round_trips.append(time.monotonic() - sent)
+                    answered = True
+                    break
+                if header.type == p.RESET:    # dropped: a probe must never be
+                    self.lost += 1
+                    session.hello()
+                    break
+            if not answered and self._stop.is_set():
+                self.round_trips.append(time.monotonic() - sent)
+            self._stop.wait(self.period)
+
+    def stop(self) -> float:
+        """Stop probing -> the longest round trip seen (seconds)."""
+        self._stop.set()
+        self._thread.join(10)
+        self._session.close()
+        assert self.round_trips, "the prober got no answer at all"
+        return max(self.round_trips)
+
+
+def _status_kb(os_pid: int, field: str) -> int:
+    with open(f"/proc/{os_pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} missing from /proc/{os_pid}/status")
+
+
+def rss_mb(os_pid: int) -> float:
+    """Resident set size of process `os_pid`, in MB."""
+    return _status_kb(os_pid, "VmRSS") / 1024
+
+
+def reset_peak_rss(os_pid: int) -> None:
+    """Restart the peak-RSS reading (VmHWM) of `os_pid` from its current RSS."""
+    with open(f"/proc/{os_pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
+def peak_rss_mb(os_pid: int) -> float:
+    """Peak resident set size (VmHWM) of `os_pid` since start or reset_peak_rss, MB."""
+    return _status_kb(os_pid, "VmHWM") / 1024
