@@ -179,3 +179,44 @@ def reset_peak_rss(os_pid: int) -> None:
 def peak_rss_mb(os_pid: int) -> float:
     """Peak resident set size (VmHWM) of `os_pid` since start or reset_peak_rss, MB."""
     return _status_kb(os_pid, "VmHWM") / 1024
+
+
+class FakeProxy:
+    """The reply function of a RawPeer that answers a node's connector as a proxy would
+    (WELCOME, HEARTBEAT_ACK acking every SUBSCRIBE) and records when each HEARTBEAT
+    arrived: the connector sends one every heartbeat_interval from its sweep, so the
+    gaps between them show how late the node's I/O loop ran its sweeps.
+    """
+
+    def __init__(self, incarnation: int = 7_000_000_000) -> None:
+        self.incarnation = incarnation
+        self.session = 0
+        self.connector_incarnation = 0
+        self.sub_seq = 0
+        self.keys: list[int] = []
+        self.heartbeats: list[float] = []
+
+    def __call__(self, frame: bytes) -> list[bytes]:
+        header = p.unpack_header(frame)
+        if header.type == p.HELLO:
+            self.session, self.connector_incarnation = header.session, header.sender
+            self.heartbeats.clear()
+            return [self.frame(p.WELCOME)]
+        if header.session != self.session:
+            return []
+        if header.type == p.SUBSCRIBE:
+            seq, _ack, instructions, _names = p.unpack_subscribe(frame)
+            self.keys.extend(instructions.cast("Q"))
+            self.sub_seq = seq
+        elif header.type == p.HEARTBEAT:
+            self.heartbeats.append(time.monotonic())
+            return [self.frame(p.HEARTBEAT_ACK, p.pack_seq_ack(0, self.sub_seq))]
+        return []
+
+    def frame(self, kind: int, body: bytes = b"") -> bytes:
+        return p.pack(kind, self.incarnation, self.connector_incarnation, self.session, body)
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time between two heartbeats (or since `since`, or until now)."""
+        times = [since] + [t for t in self.heartbeats if t > since] + [time.monotonic()]
+        return max(b - a for a, b in zip(times, times[1:]))

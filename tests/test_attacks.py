@@ -6,8 +6,10 @@ then asserts the same things every time:
 
 - the victim is alive and answers;
 - its peak RSS during the attack grew by at most 64 MB;
-- its I/O thread never stalled longer than ``heartbeat_interval`` (a prober session
-  measures HEARTBEAT round trips all along);
+- its I/O thread never stalled longer than ``heartbeat_interval``: a prober session
+  measures HEARTBEAT round trips to its proxy all along, and a fake proxy the victim
+  watches records the victim connector's heartbeats (sent from its sweeps every
+  ``heartbeat_interval``): no gap between two may exceed twice that;
 - the well-behaved node's monitors get exactly their DOWNs, no false ``nodedown``;
 - the victim logged no internal error.
 
@@ -28,7 +30,15 @@ import zmq
 
 import zenmon
 from helpers import receive_all, receive_until_sentinel, wait_for
-from peers import Prober, RawSession, names_blob, peak_rss_mb, reset_peak_rss, rss_mb
+from peers import (
+    FakeProxy,
+    Prober,
+    RawSession,
+    names_blob,
+    peak_rss_mb,
+    reset_peak_rss,
+    rss_mb,
+)
 from remote import RawPeer, wait_remote
 from zenmon import protocol as p
 from zenmon.codec import encode_reasons
@@ -46,7 +56,7 @@ SETTINGS: dict[str, Any] = {
 }
 MAX_GROWTH_MB = 64
 WATCHED = 20
-DEAD_KEY = 0x7FFF_0000_0000_0000      # generation bits no live pid has
+DEAD_KEY = 0x3FFF_0000_0000_0000      # generation bits no live pid has (no flag bits)
 FAKE_INCARNATION = 7_000_000_000
 
 
@@ -100,8 +110,23 @@ def _now() -> float:
 @contextlib.contextmanager
 def under_attack(victim: Any, bystander: zenmon.Node, context: zmq.Context[Any],
                  ) -> Iterator[dict[str, float]]:
-    """Set up the bystander's monitors and the prober, run the attack (the body), then
+    """Set up the bystander's monitors and the probes, run the attack (the body), then
     check the victim: alive, RSS, stalls, exactly the bystander's DOWNs."""
+    sweep_probe = FakeProxy(FAKE_INCARNATION + 1)
+    peer = RawPeer(context, sweep_probe)
+    try:
+        victim.monitor(99, [zenmon.Pid(peer.address, FAKE_INCARNATION + 1, 1)])
+        wait_for(lambda: len(sweep_probe.heartbeats) >= 2, timeout=10)
+        with _checked(victim, bystander, context, sweep_probe) as figures:
+            yield figures
+    finally:
+        peer.close()
+
+
+@contextlib.contextmanager
+def _checked(victim: Any, bystander: zenmon.Node, context: zmq.Context[Any],
+             sweep_probe: FakeProxy) -> Iterator[dict[str, float]]:
+    interval = SETTINGS["heartbeat_interval"] / 1000
     targets = victim.spawn(WATCHED)
     watcher = bystander.process()
     refs = {watcher.monitor(pid): pid for pid in targets}
@@ -110,18 +135,24 @@ def under_attack(victim: Any, bystander: zenmon.Node, context: zmq.Context[Any],
     reset_peak_rss(victim.os_pid)
     baseline = rss_mb(victim.os_pid)
     prober = Prober(context, victim.address)
+    started = _now()
     figures: dict[str, float] = {}
     yield figures
     longest = prober.stop()
+    gap = sweep_probe.longest_gap(started)
     assert victim.process.poll() is None, f"victim died: {victim.stderr_text()}"
     assert victim.call("ping") == "pong"
     growth = peak_rss_mb(victim.os_pid) - baseline
     figures.update(longest_round_trip_ms=round(longest * 1000, 1),
-                   rss_growth_mb=round(growth, 1), probes=len(prober.round_trips))
+                   longest_heartbeat_gap_ms=round(gap * 1000, 1),
+                   rss_growth_mb=round(growth, 1), probes=len(prober.round_trips),
+                   seconds=round(_now() - started, 2))
     print(f"\nattack figures: {figures}")
     assert growth <= MAX_GROWTH_MB, f"victim RSS grew by {growth:.0f} MB"
-    assert longest < SETTINGS["heartbeat_interval"] / 1000, (
-        f"victim I/O thread stalled: a heartbeat took {longest * 1000:.0f} ms")
+    assert longest < interval, (
+        f"victim I/O thread stalled: a heartbeat round trip took {longest * 1000:.0f} ms")
+    assert gap < 2 * interval, (
+        f"victim I/O thread stalled: its sweeps sent no heartbeat for {gap * 1000:.0f} ms")
     assert prober.lost == 0, "the prober's session was dropped"
     # the bystander's monitors: exactly one DOWN each, the real reason, no nodedown
     victim.exit(targets, "after the attack")
@@ -164,6 +195,10 @@ def test_nack_amplification(victim, bystander, attacker, zmq_context):
             keys = [DEAD_KEY | (frame * 10_000 + i + 1) for i in range(10_000)]
             session.send(session.subscribe_frame(keys))
         sync(session)
+        # every summary sent (and unacked) before the NACKs come; heartbeats (sync)
+        # keep the session alive meanwhile
+        wait_for(lambda: sync(session) or victim.metric("zenmon.proxy.batcher.queue_len")
+                 == 0, timeout=30, interval=0.05)
         nack = session.nack_deads(1)
         for _ in range(1000):
             session.send(nack)
@@ -213,35 +248,10 @@ def test_hello_churn(victim, bystander, attacker, zmq_context):
 # ---------------------------------------------------------------------------- 11
 
 
-class _FakeProxy:
-    """Answers a connector as a proxy would (WELCOME, HEARTBEAT_ACK)."""
-
-    def __init__(self) -> None:
-        self.session = 0
-        self.connector_incarnation = 0
-        self.keys: list[int] = []
-
-    def __call__(self, frame: bytes) -> list[bytes]:
-        header = p.unpack_header(frame)
-        if header.type == p.HELLO:
-            self.session, self.connector_incarnation = header.session, header.sender
-            return [self.frame(p.WELCOME)]
-        if header.session != self.session:
-            return []
-        if header.type == p.SUBSCRIBE:
-            self.keys.extend(p.unpack_subscribe(frame)[2].cast("Q"))
-        elif header.type == p.HEARTBEAT:
-            return [self.frame(p.HEARTBEAT_ACK, p.pack_seq_ack(0, 0))]
-        return []
-
-    def frame(self, kind: int, body: bytes = b"") -> bytes:
-        return p.pack(kind, FAKE_INCARNATION, self.connector_incarnation, self.session, body)
-
-
 def test_dead_summary_that_fails_validation(victim, bystander, zmq_context):
     """A peer the victim watches resends a dead summary that decodes but is invalid
     (reason index out of range): the victim fires nodedown, it never stalls."""
-    fake = _FakeProxy()
+    fake = FakeProxy(FAKE_INCARNATION)
     peer = RawPeer(zmq_context, fake)
     try:
         pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)

@@ -22,7 +22,7 @@ from zenmon._core import NAME_KEY_FLAG, Core
 
 SUBSCRIBERS = "zenmon.proxy.subscribers.size"
 DROPPED_PEERS = "zenmon.wire.peers.dropped"
-DEAD_KEY = 0x7FFF_0000_0000_0000
+DEAD_KEY = 0x3FFF_0000_0000_0000      # generation bits no live pid has (no flag bits)
 
 
 @pytest.fixture
