@@ -171,8 +171,8 @@ def test_many_name_keys_for_one_process(victim, bystander, attacker, zmq_context
     """120,000 name keys (12 frames of 10,000), all naming one process: O(1) each."""
     (target,) = victim.spawn(1, name="victim")
     session = attacker()
-    session.hello()
     with under_attack(victim, bystander, zmq_context):
+        session.hello()      # here: a session silent for heartbeat_timeout is dropped
         flag = 1 << 62
         for frame in range(12):
             keys = [flag | (frame * 10_000 + i + 1) for i in range(10_000)]
@@ -189,8 +189,8 @@ def test_many_name_keys_for_one_process(victim, bystander, attacker, zmq_context
 def test_nack_amplification(victim, bystander, attacker, zmq_context):
     """200,000 dead keys, never acked, then 1,000 NACKs asking for everything again."""
     session = attacker(hwm=100)
-    session.hello()
     with under_attack(victim, bystander, zmq_context):
+        session.hello()
         for frame in range(20):
             keys = [DEAD_KEY | (frame * 10_000 + i + 1) for i in range(10_000)]
             session.send(session.subscribe_frame(keys))
@@ -213,9 +213,9 @@ def test_names_maps_larger_than_their_instructions(victim, bystander, attacker,
     """SUBSCRIBE frames of one instruction and a names map of 400,000 entries (under the
     frame limit), then frames over the frame limit: refused, the peer dropped."""
     session = attacker(hwm=4)
-    session.hello()
     dropped = victim.metric("zenmon.wire.peers.dropped")
     with under_attack(victim, bystander, zmq_context):
+        session.hello()
         blob = names_blob(400_000)
         for _ in range(20):
             session.send(session.raw_subscribe_frame(1, struct.pack("<Q", 1 << 62 | 1),
@@ -237,8 +237,8 @@ def test_hello_churn(victim, bystander, attacker, zmq_context):
     """5,000 HELLOs with new session ids against a node with 150,000 processes."""
     victim.spawn(150_000)
     session = attacker()
-    session.hello()
     with under_attack(victim, bystander, zmq_context):
+        session.hello()
         for _ in range(5000):
             session.hello(wait=False)
         session.hello()
@@ -279,9 +279,9 @@ def test_garbage_and_oversized_frames(victim, bystander, attacker, zmq_context):
     frames over the frame limit, from several connections."""
     rng = random.Random(9)
     sessions = [attacker(hwm=10) for _ in range(4)]
-    for session in sessions:
-        session.hello()
     with under_attack(victim, bystander, zmq_context):
+        for session in sessions:
+            session.hello()
         huge = b"ZM" + bytes(9 * 1024 * 1024)
         for i, session in enumerate(sessions):
             for _ in range(500):

@@ -178,7 +178,7 @@ def test_subscribe_over_max_batch_drops_the_peer(victim, session):
     raw.send(raw.subscribe_frame([DEAD_KEY | i for i in range(1, 102)]))
     frames = heartbeat_round(raw)
     assert p.RESET in [p.unpack_header(f).type for f in frames]
-    assert victim.metric(DROPPED_PEERS) == 1
+    wait_remote(victim, DROPPED_PEERS, lambda v: v == 1, what="== 1")
     assert victim.metric(SUBSCRIBERS) == 0
     wait_for(lambda: "max_batch" in victim.stderr_text(), timeout=5,
              message="the drop was not logged with its reason")
@@ -197,7 +197,7 @@ def test_names_map_longer_than_its_instructions_drops_the_peer(victim, session):
                                      names_blob(2)))
     frames = heartbeat_round(raw)
     assert p.RESET in [p.unpack_header(f).type for f in frames]
-    assert victim.metric(DROPPED_PEERS) == 1
+    wait_remote(victim, DROPPED_PEERS, lambda v: v == 1, what="== 1")
     assert victim.metric(SUBSCRIBERS) == 0
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
+READ_SLICE = 0.01      # seconds of frame handling per on_readable call (see proxy)
 
 _log = logging.getLogger("zenmon.connector")
 
@@ -191,7 +192,7 @@ class Connector:
         if now - self.last_heard > config.heartbeat_timeout / 1000:
             # read what is waiting first: after a long pause of this process (a big
             # GC, a frozen thread) the answers may be queued right here
-            self.on_readable()
+            self.on_readable(config.heartbeat_timeout / 1000)
             if self.state is not State.UP:
                 return
             if now - self.last_heard > config.heartbeat_timeout / 1000:
@@ -266,12 +267,13 @@ class Connector:
         wire.bytes_sent += len(frame)
         return True
 
-    def on_readable(self) -> None:
+    def on_readable(self, read_slice: float = READ_SLICE) -> None:
         """Read what the remote proxy sent (bounded, so other sockets get their turn)."""
         socket = self.socket
         wire = self._node._wire
+        deadline = time.monotonic() + read_slice
         for _ in range(1000):
-            if socket is None or socket is not self.socket:
+            if socket is None or socket is not self.socket or time.monotonic() >= deadline:
                 return
             try:
                 frame = socket.recv(zmq.NOBLOCK)

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("zenmon.proxy")
 
-#: Bytes of frames one ``on_readable`` call handles before the I/O loop gets a turn.
-READ_BUDGET = 4 * 1024 * 1024
+#: Seconds of frame handling one ``on_readable`` call may use before the I/O loop gets
+#: a turn (sweeps, the dispatcher, the other sockets); one frame's work is bounded by
+#: max_batch, so this bounds how long the loop goes without a sweep.
+READ_SLICE = 0.01
 #: Handshake failures a CURVE server counts as refused peers (bad mechanism, wrong key).
 _REFUSED_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
@@ -132,7 +134,7 @@ class Proxy:
         the other sockets get their turn; ZeroMQ fair-queues the peers)."""
         socket = self.socket
         wire = self._node._wire
-        budget = READ_BUDGET
+        deadline = time.monotonic() + READ_SLICE
         for _ in range(1000):
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
@@ -153,8 +155,7 @@ class Proxy:
                 self.reply(identity, p.pack(p.WELCOME, self._node.incarnation, 0, 0))
             except (p.ProtocolError, ValueError):
                 wire.frames_dropped += 1
-            budget -= size
-            if budget <= 0:
+            if time.monotonic() >= deadline:
                 return
 
     def handle(self, identity: bytes, frame: bytes) -> None:
@@ -243,11 +244,18 @@ class Proxy:
         """Apply one SUBSCRIBE batch in order, O(1) per instruction; dead or unknown
         targets (names too: resolved here, at subscribe time) answer noproc."""
         whereis = self._node.whereis
+        resolved: dict[str, int | None] = {}     # each distinct name looked up once
 
         def resolve_name(key: int) -> int | None:
             name = names.get(key)
-            pid = whereis(name) if name is not None else None
-            return pid.id if pid is not None else None
+            if name is None:
+                return None
+            try:
+                return resolved[name]
+            except KeyError:
+                pid = whereis(name)
+                pid_id = resolved[name] = pid.id if pid is not None else None
+                return pid_id
 
         before = len(peer.batcher)
         self._core.subscribe_many(peer.index, instructions, peer.batcher, "noproc",
