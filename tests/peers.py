@@ -52,10 +52,19 @@ class RawSession:
             frames.append(self.socket.recv())
         return frames
 
-    def hello(self, session: int | None = None, wait: bool = True) -> int:
-        """Open a session (a new id unless given) -> its id."""
-        self.session = session if session is not None else random.getrandbits(62) + 1
+    def plan(self, proxy_incarnation: int) -> int:
+        """Choose the next session id ahead of its HELLO (frames can be built first,
+        then sent with ``hello(session_id)``) -> the id."""
+        self.session = random.getrandbits(62) + 1
         self.seq = 0
+        self.proxy_incarnation = proxy_incarnation
+        return self.session
+
+    def hello(self, session: int | None = None, wait: bool = True) -> int:
+        """Open a session (a new id unless given; the planned one keeps its seq)."""
+        if session is None or session != self.session:
+            self.session = session if session is not None else random.getrandbits(62) + 1
+            self.seq = 0
         self.send(self.frame(p.HELLO, p.hello_body("tcp://127.0.0.1:9")))
         if not wait:
             return self.session

@@ -355,3 +355,23 @@ def test_refused_counts_failed_curve_handshakes(curve_victim, zmq_context, how):
     finally:
         dealer.close(linger=0)
     assert curve_victim.metric("zenmon.proxy.peers.size") == 0
+
+
+def test_long_names_are_split_to_fit_the_frame_limit(node_factory, remote_node):
+    """A sweep whose names would make a SUBSCRIBE larger than max_frame_size is sent
+    as several in order: every monitor still resolves, none is stuck."""
+    settings = {**REMOTE_SETTINGS, "max_frame_size": 65536}
+    remote = remote_node(settings=settings)
+    local = node_factory(**settings)
+    watcher = local.process()
+    names = [f"{i:04d}" + "n" * 1000 for i in range(200)]
+    (pid,) = remote.spawn(1, name=names[7])
+    refs = {watcher.monitor((name, remote.address)): name for name in names}
+    noprocs = receive_all(watcher, 199, timeout=10)
+    assert {d.reason for d in noprocs} == {"noproc"}
+    wait_remote(remote, SUBSCRIBERS, lambda v: v == 1, what="== 1")
+    remote.exit([pid], "long name")
+    (down,) = receive_all(watcher, 1, timeout=10)
+    assert refs[down.ref] == names[7] and down.reason == "long name"
+    assert metric(local, "zenmon.local.connector.sweep") < metric(
+        local, "zenmon.wire.messages.sent")

@@ -51,10 +51,10 @@ class Config:
     adaptive_interval: int = 1
     adaptive_summary_size: int = 1000
     adaptive_summary_interval: int = 5
-    max_frame_size: int = 8 * 1024 * 1024
+    max_frame_size: int = 4 * 1024 * 1024
     max_batch: int = 10_000
     sndhwm: int = 1000
-    rcvhwm: int = 16
+    rcvhwm: int = 4
     max_unacked: int = 64
     max_unacked_bytes: int = 16 * 1024 * 1024
     resend_interval: int = 100

@@ -205,13 +205,7 @@ class Connector:
                 self.index, min(config.connector_chunk_size, config.max_batch))
         if instructions:
             self.sweeps += 1
-            self.sub_seq += 1
-            body = p.pack_subscribe(self.sub_seq, self.dead_expected - 1, instructions,
-                                    self._names_in(instructions))
-            frame = self.frame(p.SUBSCRIBE, body)
-            self.unacked.append((self.sub_seq, frame))
-            self.unacked_bytes += len(frame)
-            self.send(frame, now)
+            self.send_subscribe(instructions, now, config.max_frame_size)
             self.forget_names(instructions, unsubscribed_only=True)
         # heartbeats run whatever else is sent: they are what the proxy answers, so a
         # long run of SUBSCRIBE batches must not starve last_heard
@@ -219,6 +213,22 @@ class Connector:
             self.last_heartbeat = now
             self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(self.sub_seq,
                                                              self.dead_expected - 1)), now)
+
+    def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int) -> None:
+        """Send `instructions` as one SUBSCRIBE, or, when long names would make it larger
+        than the peer accepts (``max_frame_size``), as consecutive halves, in order."""
+        body = p.pack_subscribe(self.sub_seq + 1, self.dead_expected - 1, instructions,
+                                self._names_in(instructions))
+        if p.HEADER.size + len(body) > max_frame_size and len(instructions) > 8:
+            half = len(instructions) // 16 * 8
+            self.send_subscribe(instructions[:half], now, max_frame_size)
+            self.send_subscribe(instructions[half:], now, max_frame_size)
+            return
+        self.sub_seq += 1
+        frame = self.frame(p.SUBSCRIBE, body)
+        self.unacked.append((self.sub_seq, frame))
+        self.unacked_bytes += len(frame)
+        self.send(frame, now)
 
     def start_session(self, now: float, timeout: float) -> None:
         """Open a fresh session: new socket, new session id, HELLO."""
