@@ -65,14 +65,16 @@ class RawSession:
         if session is None or session != self.session:
             self.session = session if session is not None else random.getrandbits(62) + 1
             self.seq = 0
-        self.send(self.frame(p.HELLO, p.hello_body("tcp://127.0.0.1:9")))
+        hello = self.frame(p.HELLO, p.hello_body("tcp://127.0.0.1:9"))
+        self.send(hello)
         if not wait:
             return self.session
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            frame = self.receive(timeout=max(0.0, deadline - time.monotonic()))
-            if frame is None:
-                break
+            frame = self.receive(timeout=0.5)
+            if frame is None:     # lost with a connection the node closed: again
+                self.send(hello)
+                continue
             header = p.unpack_header(frame)
             if header.type == p.WELCOME and header.session == self.session:
                 self.proxy_incarnation = header.sender
