@@ -33,11 +33,18 @@ class RawSession:
         self.proxy_incarnation = 0
         self.seq = 0
 
-    def send(self, frame: bytes, block: bool = True) -> bool:
+    def send(self, frame: bytes, block: bool = True, timeout: float | None = None) -> bool:
+        """Send one frame; with `timeout` (s) or block=False, -> False if it could not."""
+        flags = 0 if block else zmq.NOBLOCK
+        if timeout is not None:
+            self.socket.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
         try:
-            self.socket.send(frame, 0 if block else zmq.NOBLOCK, copy=len(frame) < 65536)
+            self.socket.send(frame, flags, copy=len(frame) < 65536)
         except zmq.Again:
             return False
+        finally:
+            if timeout is not None:
+                self.socket.setsockopt(zmq.SNDTIMEO, -1)
         return True
 
     def receive(self, timeout: float = 5.0) -> bytes | None:
@@ -153,7 +160,7 @@ class Prober:
                     break
                 if header.type == p.RESET:    # dropped: a probe must never be
                     self.lost += 1
-                    session.hello()
+                    session.hello(wait=False)
                     break
             if not answered and self._stop.is_set():
                 self.round_trips.append(time.monotonic() - sent)
