@@ -116,7 +116,7 @@ def test_subscription_table_matches_a_model():
             pids[pids.index(pid)] = new
             alive.add(new)
         assert core.sizes()["subscribers"] == len(model)
-        assert core.sizes()["name_subscribers"] == sum(
+        assert core.name_subscribers() == sum(
             1 for (_, k) in model if k & NAME_KEY_FLAG)
     for (peer, key) in model:
         assert core.has_subscription(peer, key)

@@ -947,6 +947,10 @@ cdef class Core:
         with cython.critical_section(self):
             return self.subscription_find(peer, peer_key) != NIL
 
+    def name_subscribers(self):
+        """Subscriptions held under name keys (a gauge: returns to 0 when unused)."""
+        return self.name_subscriptions_live
+
     def has_target(self, uint32_t conn, uint64_t key):
         """True while some live monitor on connector `conn` watches `key`."""
         with cython.critical_section(self):
@@ -1134,7 +1138,6 @@ cdef class Core:
             "targets": self.targets_live,
             "processes": self.processes_live,
             "subscribers": self.subscriptions_live,
-            "name_subscribers": self.name_subscriptions_live,
             "downs_queued": self.downs.length + self.parked_total,
             "connector_queued": pending,
             "batcher_queued": batched,

@@ -72,7 +72,7 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.local.dispatcher.queue_len": sizes["downs_queued"],
         "zenmon.proxy.subscribers.size": sizes["subscribers"],
         "zenmon.proxy.peers.size": len(proxy.peers) if proxy is not None else 0,
-        "zenmon.proxy.name_subscribers.size": sizes["name_subscribers"],
+        "zenmon.proxy.name_subscribers.size": core.name_subscribers(),
         "zenmon.proxy.batcher.enqueue": counters["batcher_enqueue"]
         + (proxy.noproc_enqueued if proxy is not None else 0),
         "zenmon.proxy.batcher.sweep": proxy.sweeps if proxy is not None else 0,
