@@ -95,6 +95,7 @@ class Proxy:
         node = self._node
         assert node._context is not None
         socket = node._context.socket(zmq.ROUTER)
+        self.socket = socket          # from here on close() cleans up, bind failing or not
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -110,7 +111,6 @@ class Proxy:
             # NULL-mechanism and wrong-server-key dials fail before ZAP is asked
             self._handshakes = socket.get_monitor_socket(_REFUSED_EVENTS)
         socket.bind(listen)
-        self.socket = socket
         return socket.getsockopt_string(zmq.LAST_ENDPOINT) + suffix
 
     def register(self, poller: zmq.Poller) -> None:
@@ -120,7 +120,8 @@ class Proxy:
     def close(self) -> None:
         """Close the ROUTER."""
         if self._handshakes is not None:
-            self.socket.disable_monitor()  # type: ignore[union-attr]
+            if self.socket is not None:
+                self.socket.disable_monitor()
             self._handshakes.close(linger=0)
             self._handshakes = None
         if self.socket is not None:
