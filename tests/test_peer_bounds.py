@@ -76,7 +76,7 @@ def test_subscription_table_matches_a_model():
     peers = [core.batcher_new() for _ in range(5)]
     model: dict[tuple[int, int], int] = {}      # (peer, key) -> pid id
     alive = set(pids)
-    for _ in range(20_000):
+    for step in range(20_000):
         op = rng.random()
         peer, batcher = rng.choice(peers)
         if op < 0.55:
@@ -116,10 +116,13 @@ def test_subscription_table_matches_a_model():
             pids[pids.index(pid)] = new
             alive.add(new)
         assert core.sizes()["subscribers"] == len(model)
+        if step % 500 == 0:
+            core.check_invariants()
         assert core.name_subscribers() == sum(
             1 for (_, k) in model if k & NAME_KEY_FLAG)
     for (peer, key) in model:
         assert core.has_subscription(peer, key)
+    core.check_invariants()
 
 
 # ----------------------------------------------------------------------- 8: unacked
