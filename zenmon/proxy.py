@@ -131,7 +131,7 @@ class Proxy:
     # ------------------------------------------------------------- receive
 
     def on_readable(self) -> None:
-        """Handle what connectors sent (bounded in frames and bytes, so the sweeps and
+        """Handle what connectors sent (bounded in frames and time, so the sweeps and
         the other sockets get their turn; ZeroMQ fair-queues the peers)."""
         socket = self.socket
         wire = self._node._wire
