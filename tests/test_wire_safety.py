@@ -237,11 +237,6 @@ def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_pat
         fake.frame(p.DEAD_SUMMARY)[:10],                                  # truncated header
         p.HEADER.pack(b"ZM", 99, p.DEAD_SUMMARY, FAKE_INCARNATION,
                       fake.connector_incarnation, fake.session),          # other version
-        fake.frame(p.DEAD_SUMMARY, b"\x01\x02"),                          # body too short
-        fake.frame(p.DEAD_SUMMARY, p.pack_seq_ack(2, 0)
-                   + p.COUNT.pack(2**40) + b"\0" * 8),                    # oversized count
-        fake.frame(p.DEAD_SUMMARY, p.pack_seq_ack(2, 0)
-                   + p.COUNT.pack(1000) + b"\0" * 80),                    # count > frame
         fake.frame(p.HEARTBEAT_ACK, b"\x00" * 3),                         # bad seq/ack body
         fake.frame(99),                                                   # unknown type
         fake.frame(p.HELLO),                                              # connector type
@@ -276,6 +271,26 @@ def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_pat
     wait_for(lambda: local.compatibility_for_node(peer.address) == "incompatible")
     assert receive_until_sentinel(watcher) == []
     assert_node_serves_local_monitors(local)
+
+
+@pytest.mark.parametrize("body", [
+    b"\x01\x02",                                                      # body too short
+    p.pack_seq_ack(1, 0) + p.COUNT.pack(2**40) + b"\0" * 8,            # oversized count
+    p.pack_seq_ack(1, 0) + p.COUNT.pack(1000) + b"\0" * 80,            # count > frame
+], ids=["too-short", "oversized-count", "count-over-frame"])
+def test_malformed_dead_summary_of_the_session_fires_nodedown(local, raw_peer, body):
+    """A dead summary of the live session that cannot be applied would stall the
+    stream for good if dropped (the peer resends the same): nodedown instead."""
+    fake = FakeProxy()
+    peer = raw_peer(fake)
+    watcher = local.process()
+    pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
+    ref = watcher.monitor(pid)
+    wait_for(lambda: fake.keys == [1])
+    dropped = metric(local, DROPPED)
+    peer.inject(fake.frame(p.DEAD_SUMMARY, body))
+    assert_down(watcher.receive(timeout=5), ref, pid, "nodedown")
+    assert metric(local, DROPPED) > dropped
 
 
 @pytest.mark.parametrize("raw_reasons", [

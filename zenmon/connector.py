@@ -11,11 +11,19 @@ Reliability: SUBSCRIBE and DEAD_SUMMARY messages carry sequence numbers and
 cumulative acks; a gap (ZeroMQ may drop queued messages on reconnect) is repaired
 by a NACK and a retransmit from the sender's unacked buffer. Heartbeats carry the
 last sequence sent, so a lost tail is noticed too.
+
+Bounds (Config): at most ``max_unacked`` SUBSCRIBE messages (``max_unacked_bytes``)
+wait for an ack (then instructions stay queued in the core until the proxy acks),
+resends at most once per ``resend_interval``, dead summaries of at most
+``max_batch`` certificates. A dead summary that is malformed in any way ends the
+session with ``nodedown`` (the sequence would stall otherwise). Name keys live
+exactly as long as some monitor uses them.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 import threading
 import time
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
 
 
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
+READ_SLICE = 0.01      # seconds of frame handling per on_readable call (see proxy)
+
+_log = logging.getLogger("zenmon.connector")
 
 
 class State(enum.Enum):
@@ -51,6 +62,7 @@ class Connector:
     """The link to the node at `address`, for pids of one incarnation."""
 
     def __init__(self, node: Node, address: str, incarnation: int = 0) -> None:
+        p.check_address(address)
         self._node = node
         self._core = node._core
         self.address = address
@@ -70,14 +82,19 @@ class Connector:
         self.last_sent = 0.0
         self.last_heartbeat = 0.0
         self.last_nack = 0.0
+        self.last_resend = 0.0
+        self.unacked_bytes = 0
         self.connect_deadline = 0.0
         self.attempt = 0
         self.penalty_until = 0.0
         self.sweeps = 0
         self.waiters: list[concurrent.futures.Future[str]] = []
+        # name <-> name key, for names some monitor here uses (forget_names drops the
+        # rest); keys are never reused, so a late certificate cannot hit a new name
         self._name_keys: dict[str, int] = {}
         self.names: dict[int, tuple[str, str]] = {}
         self._names_lock = threading.Lock()
+        self._last_name_key = 0
 
     def __repr__(self) -> str:
         return f"<Connector {self.address} inc={self.incarnation} {self.state.value}>"
@@ -101,13 +118,17 @@ class Connector:
 
     def monitor_name(self, subscriber: int, name: str) -> int:
         """Monitor the process registered as `name` on the remote node."""
-        with self._names_lock:
+        with self._names_lock:       # with forget_names: a key is dropped only unused
             key = self._name_keys.get(name)
             if key is None:
-                key = NAME_KEY_FLAG | (len(self._name_keys) + 1)
+                self._last_name_key += 1
+                key = NAME_KEY_FLAG | self._last_name_key
                 self._name_keys[name] = key
                 self.names[key] = (name, self.address)
-        ref = self._core.monitor(subscriber, self.index, key, True)
+            ref = self._core.monitor(subscriber, self.index, key, True)
+            if ref <= TARGET_DEAD and not self._core.has_target(self.index, key):
+                del self.names[key]
+                del self._name_keys[name]
         if ref <= TARGET_DEAD:
             raise ProcessExited("a dead process cannot monitor")
         return ref
@@ -171,21 +192,21 @@ class Connector:
         if now - self.last_heard > config.heartbeat_timeout / 1000:
             # read what is waiting first: after a long pause of this process (a big
             # GC, a frozen thread) the answers may be queued right here
-            self.on_readable()
+            self.on_readable(config.heartbeat_timeout / 1000)
             if self.state is not State.UP:
                 return
             if now - self.last_heard > config.heartbeat_timeout / 1000:
                 self.node_down("heartbeat timeout")
                 return
-        instructions = core.connector_take(self.index, config.connector_chunk_size)
+        instructions = b""
+        if (len(self.unacked) < config.max_unacked
+                and self.unacked_bytes < config.max_unacked_bytes):
+            instructions = core.connector_take(
+                self.index, min(config.connector_chunk_size, config.max_batch))
         if instructions:
             self.sweeps += 1
-            self.sub_seq += 1
-            body = p.pack_subscribe(self.sub_seq, self.dead_expected - 1, instructions,
-                                    self._names_in(instructions))
-            frame = self.frame(p.SUBSCRIBE, body)
-            self.unacked.append((self.sub_seq, frame))
-            self.send(frame, now)
+            self.send_subscribe(instructions, now, config.max_frame_size)
+            self.forget_names(instructions, unsubscribed_only=True)
         # heartbeats run whatever else is sent: they are what the proxy answers, so a
         # long run of SUBSCRIBE batches must not starve last_heard
         if now - self.last_heartbeat >= config.heartbeat_interval / 1000:
@@ -193,13 +214,35 @@ class Connector:
             self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(self.sub_seq,
                                                              self.dead_expected - 1)), now)
 
+    def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int) -> None:
+        """Send `instructions` as one SUBSCRIBE, or, when long names would make it larger
+        than the peer accepts (``max_frame_size``), as consecutive halves, in order."""
+        body = p.pack_subscribe(self.sub_seq + 1, self.dead_expected - 1, instructions,
+                                self._names_in(instructions))
+        if p.HEADER.size + len(body) > max_frame_size and len(instructions) > 8:
+            half = len(instructions) // 16 * 8
+            self.send_subscribe(instructions[:half], now, max_frame_size)
+            self.send_subscribe(instructions[half:], now, max_frame_size)
+            return
+        self.sub_seq += 1
+        frame = self.frame(p.SUBSCRIBE, body)
+        self.unacked.append((self.sub_seq, frame))
+        self.unacked_bytes += len(frame)
+        self.send(frame, now)
+
     def start_session(self, now: float, timeout: float) -> None:
         """Open a fresh session: new socket, new session id, HELLO."""
         self.close_socket()
-        self.socket = self._node._open_dealer(self)
+        try:
+            self.socket = self._node._open_dealer(self)
+        except zmq.ZMQError as exc:       # e.g. an endpoint ZeroMQ cannot parse
+            _log.warning("zenmon connector %s: cannot dial (%s): nodedown", self.address, exc)
+            self.incompatible()
+            return
         self.session = secrets.randbits(63) + 1
         self.sub_seq = 0
         self.unacked.clear()
+        self.unacked_bytes = 0
         self.dead_expected = 1
         self.state = State.CONNECTING
         self.connect_deadline = now + timeout
@@ -219,25 +262,28 @@ class Connector:
         """A frame of this session, addressed to the incarnation we believe in."""
         return p.pack(kind, self._node.incarnation, self.incarnation, self.session, body)
 
-    def send(self, frame: bytes, now: float) -> None:
-        """Send without blocking; a refused send is counted (the seq layer recovers)."""
+    def send(self, frame: bytes, now: float) -> bool:
+        """Send without blocking; a refused send is counted in ``wire.frames.unsent``
+        (the seq layer recovers). -> whether ZeroMQ took it."""
         wire = self._node._wire
         assert self.socket is not None
         try:
             self.socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
         except zmq.ZMQError:
-            wire.frames_dropped += 1
-            return
+            wire.frames_unsent += 1
+            return False
         self.last_sent = now
         wire.messages_sent += 1
         wire.bytes_sent += len(frame)
+        return True
 
-    def on_readable(self) -> None:
+    def on_readable(self, read_slice: float = READ_SLICE) -> None:
         """Read what the remote proxy sent (bounded, so other sockets get their turn)."""
         socket = self.socket
         wire = self._node._wire
+        deadline = time.monotonic() + read_slice
         for _ in range(1000):
-            if socket is None or socket is not self.socket:
+            if socket is None or socket is not self.socket or time.monotonic() >= deadline:
                 return
             try:
                 frame = socket.recv(zmq.NOBLOCK)
@@ -270,25 +316,15 @@ class Connector:
         self.last_heard = now
         kind = header.type
         if kind == p.DEAD_SUMMARY:
-            seq, ack, keys, indexes, reasons = p.unpack_dead_summary(frame)
-            self.acked(ack)
-            if seq == self.dead_expected:
-                try:
-                    decoded = decode_reasons(reasons)
-                except CodecError:
-                    self.node_down("undecodable dead summary")   # never silently wrong
-                    raise
-                if not isinstance(decoded, list):
-                    self.node_down("undecodable dead summary")
-                    raise p.ProtocolError("reasons are not a list")
-                fired = self._core.fire_dead_summary(
-                    self.index, self.address, self.incarnation, keys, decoded, indexes,
-                    self.names)
-                self.dead_expected += 1
-                if fired:
-                    self._node._downs_queued()
-            elif seq > self.dead_expected:
-                self.nack(now)
+            try:
+                self.apply_dead_summary(frame, now)
+            except (p.ProtocolError, CodecError, ValueError) as exc:
+                # a summary of this session that cannot be applied would stall the
+                # stream for good (the peer resends the same): end it, never stay wrong
+                _log.warning("zenmon connector %s: malformed dead summary (%s): nodedown",
+                             self.address, exc)
+                self.node_down("malformed dead summary")
+                raise
         elif kind == p.HEARTBEAT_ACK:
             seq, ack = p.seq_ack(frame)
             self.acked(ack)
@@ -297,9 +333,11 @@ class Connector:
         elif kind == p.NACK_SUBSCRIBE:
             seq, ack = p.seq_ack(frame)
             self.acked(ack)
-            for sent_seq, sent in self.unacked:
-                if sent_seq >= seq:
-                    self.send(sent, now)
+            if now - self.last_resend >= self._node._config.resend_interval / 1000:
+                self.last_resend = now
+                for sent_seq, sent in self.unacked:
+                    if sent_seq >= seq and not self.send(sent, now):
+                        break
         elif kind == p.WELCOME:
             if self.state is State.CONNECTING:
                 if self.incarnation == 0:
@@ -311,11 +349,29 @@ class Connector:
         elif kind == p.RESET:
             self.node_down("reset by peer")
 
+    def apply_dead_summary(self, frame: bytes, now: float) -> None:
+        """DOWNs for a DEAD_SUMMARY in sequence; a gap asks for a resend."""
+        seq, ack, keys, indexes, reasons = p.unpack_dead_summary(
+            frame, self._node._config.max_batch)
+        self.acked(ack)
+        if seq == self.dead_expected:
+            decoded = decode_reasons(reasons)
+            fired = self._core.fire_dead_summary(
+                self.index, self.address, self.incarnation, keys, decoded, indexes,
+                self.names)
+            self.dead_expected += 1
+            if fired:
+                self._node._downs_queued()
+            if self.names:
+                self.forget_names(keys)
+        elif seq > self.dead_expected:
+            self.nack(now)
+
     def acked(self, ack: int) -> None:
         """Forget SUBSCRIBE messages the proxy has applied."""
         unacked = self.unacked
         while unacked and unacked[0][0] <= ack:
-            unacked.popleft()
+            self.unacked_bytes -= len(unacked.popleft()[1])
 
     def nack(self, now: float) -> None:
         """Ask for the dead summaries from dead_expected on (at most once a heartbeat)."""
@@ -345,6 +401,7 @@ class Connector:
         self.state = State.IDLE
         self.session = 0
         self.unacked.clear()
+        self.unacked_bytes = 0
         self.close_socket()
         self.fire_all()
         self.resolve("incompatible")
@@ -361,6 +418,8 @@ class Connector:
         self.firing = resume >= 0
         if self.firing:
             self._node._call_in_io(lambda: self.fire_all(resume))
+        elif self.names:
+            self.forget_names()
         if fired:
             self._node._downs_queued()
 
@@ -388,7 +447,28 @@ class Connector:
         if not self.names:
             return {}
         names = {}
+        known = self.names
         for key in memoryview(instructions).cast("Q"):
             if key & NAME_KEY_FLAG and not key & UNSUBSCRIBE_FLAG:
-                names[key] = self.names[key][0]
+                entry = known.get(key)
+                if entry is not None:        # else: forgotten, the proxy answers noproc
+                    names[key] = entry[0]
         return names
+
+    def forget_names(self, keys: bytes | memoryview | None = None,
+                     unsubscribed_only: bool = False) -> None:
+        """Drop the name keys among `keys` (all when None) that no monitor uses now."""
+        core = self._core
+        with self._names_lock:
+            if keys is None:
+                candidates = list(self.names)
+            else:
+                candidates = [key & ~UNSUBSCRIBE_FLAG
+                              for key in memoryview(keys).cast("Q")
+                              if key & NAME_KEY_FLAG
+                              and (not unsubscribed_only or key & UNSUBSCRIBE_FLAG)]
+            for key in candidates:
+                entry = self.names.get(key)
+                if entry is not None and not core.has_target(self.index, key):
+                    del self.names[key]
+                    del self._name_keys[entry[0]]

@@ -18,13 +18,17 @@ class WireCounters:
     """Bytes and messages through this node's sockets (kept by the I/O thread)."""
 
     __slots__ = ("messages_sent", "messages_received", "bytes_sent", "bytes_received",
-                 "frames_dropped", "internal_errors")
+                 "frames_dropped", "frames_unsent", "internal_errors", "peers_dropped",
+                 "peers_refused")
 
     def __init__(self) -> None:
         self.messages_sent = self.messages_received = 0
         self.bytes_sent = self.bytes_received = 0
-        self.frames_dropped = 0
+        self.frames_dropped = 0      # received frames thrown away (bad, stale, over a bound)
+        self.frames_unsent = 0       # outbound frames ZeroMQ refused (peer gone, HWM full)
         self.internal_errors = 0
+        self.peers_dropped = 0       # sessions ended because the peer went over a bound
+        self.peers_refused = 0       # CURVE handshakes that failed before ZAP (see Proxy)
 
 
 # counters only ever grow; the rest are gauges
@@ -35,6 +39,7 @@ COUNTERS = frozenset({
     "zenmon.proxy.batcher.enqueue", "zenmon.proxy.batcher.sweep",
     "zenmon.wire.messages.sent", "zenmon.wire.messages.received", "zenmon.wire.bytes.sent",
     "zenmon.wire.bytes.received", "zenmon.wire.frames.dropped", "zenmon.wire.peers.refused",
+    "zenmon.wire.frames.unsent", "zenmon.wire.peers.dropped",
 })
 
 
@@ -60,11 +65,14 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.local.connector.sweep": sum(c.sweeps for c in list(node._all_connectors)),
         "zenmon.local.connector.queue_len": sizes["connector_queued"],
         "zenmon.local.connectors.size": len(node._all_connectors),
+        "zenmon.local.connector.names.size": sum(
+            len(c.names) for c in list(node._all_connectors)),
         "zenmon.local.dispatcher.events.delivered": counters["delivered"],
         "zenmon.local.dispatcher.events.processed": counters["processed"],
         "zenmon.local.dispatcher.queue_len": sizes["downs_queued"],
         "zenmon.proxy.subscribers.size": sizes["subscribers"],
         "zenmon.proxy.peers.size": len(proxy.peers) if proxy is not None else 0,
+        "zenmon.proxy.name_subscribers.size": core.name_subscribers(),
         "zenmon.proxy.batcher.enqueue": counters["batcher_enqueue"]
         + (proxy.noproc_enqueued if proxy is not None else 0),
         "zenmon.proxy.batcher.sweep": proxy.sweeps if proxy is not None else 0,
@@ -75,8 +83,11 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.wire.bytes.sent": wire.bytes_sent,
         "zenmon.wire.bytes.received": wire.bytes_received,
         "zenmon.wire.frames.dropped": wire.frames_dropped,
+        "zenmon.wire.frames.unsent": wire.frames_unsent,
+        "zenmon.wire.peers.dropped": wire.peers_dropped,
         "zenmon.node.internal_errors": wire.internal_errors,
-        "zenmon.wire.peers.refused": curve.refused if curve is not None else 0,
+        "zenmon.wire.peers.refused": wire.peers_refused
+        + (curve.refused if curve is not None else 0),
         "zenmon.memory.core_bytes": core.memory_bytes(),
     }
 

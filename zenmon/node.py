@@ -33,7 +33,6 @@ from .errors import NameTaken, NotStarted, ZenmonError
 from .local import Local
 from .messages import Down, DownBatch
 from .process import Process
-from .protocol import MAX_FRAME
 from .proxy import Proxy
 from .truncator import truncate
 
@@ -383,9 +382,12 @@ class Node:
         assert self._context is not None
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.SNDHWM, 0)
-        socket.setsockopt(zmq.RCVHWM, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
+        config = self._config   # bounds on what one peer can queue here (docs/protocol.md)
+        socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+        socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
+        if connector.endpoint.startswith("tcp://["):
+            socket.setsockopt(zmq.IPV6, 1)
         socket.setsockopt(zmq.RECONNECT_IVL, 50)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         if connector.server_key is not None:
