@@ -89,7 +89,8 @@ class RemoteNode:
     """One zenmon node in a subprocess (see ``tests/nodeproc.py`` for the commands)."""
 
     def __init__(self, port: int = 0, settings: dict[str, Any] | None = None,
-                 curve: dict[str, Any] | None = None) -> None:
+                 curve: dict[str, Any] | None = None, advertise: str | None = None,
+                 listen: str | None = None, prefix: list[str] | None = None) -> None:
         self.port = port
         self.settings = dict(REMOTE_SETTINGS if settings is None else settings)
         self._stderr = tempfile.TemporaryFile(mode="w+b")
@@ -97,6 +98,12 @@ class RemoteNode:
                 "--settings", json.dumps(self.settings)]
         if curve is not None:
             argv += ["--curve", json.dumps(_curve_json(curve))]
+        if advertise is not None:
+            argv += ["--advertise", advertise]
+        if listen is not None:
+            argv += ["--listen", listen]
+        if prefix:      # e.g. ["ip", "netns", "exec", name]: run inside a namespace
+            argv = [*prefix, *argv]
         # cwd outside the source tree: the child imports the installed zenmon
         self.process = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
@@ -112,7 +119,7 @@ class RemoteNode:
         self.address: str = info["address"]
         self.incarnation: int = info["incarnation"]
         assert info["pid"] == self.os_pid
-        if port:
+        if port and advertise is None and listen is None:
             assert self.address.startswith(f"tcp://127.0.0.1:{port}"), self.address
 
     def __repr__(self) -> str:
@@ -228,6 +235,22 @@ class RemoteNode:
     def connect(self, address: str, timeout: float | None = None) -> str:
         return str(self.call("connect", address=address, timeout=timeout))
 
+    def hold_gil(self, seconds: float) -> None:
+        """Stall every Python thread of the node for `seconds` (libzmq runs on)."""
+        self.call("hold_gil", seconds=seconds)
+
+    def monitor_node(self, watcher: int, address: str) -> int:
+        ref: int = self.call("monitor_node", watcher=watcher, address=address)
+        return ref
+
+    def monitor_nodes(self, watcher: int, enabled: bool = True) -> None:
+        self.call("monitor_nodes", watcher=watcher, enabled=enabled)
+
+    def node_events(self) -> list[list[Any]]:
+        """[[watcher, "up"|"down", ref, address, reason], ...] received so far."""
+        events: list[list[Any]] = self.call("node_events")
+        return events
+
     def stop(self) -> None:
         """Stop the node cleanly; the subprocess then exits."""
         self.call("stop")
@@ -282,8 +305,8 @@ class RemoteNodes:
         self.nodes: list[RemoteNode] = []
 
     def __call__(self, port: int = 0, settings: dict[str, Any] | None = None,
-                 curve: dict[str, Any] | None = None) -> RemoteNode:
-        node = RemoteNode(port=port, settings=settings, curve=curve)
+                 curve: dict[str, Any] | None = None, **options: Any) -> RemoteNode:
+        node = RemoteNode(port=port, settings=settings, curve=curve, **options)
         self.nodes.append(node)
         return node
 

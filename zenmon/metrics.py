@@ -35,6 +35,7 @@ COUNTERS = frozenset({
     "zenmon.proxy.batcher.enqueue", "zenmon.proxy.batcher.sweep",
     "zenmon.wire.messages.sent", "zenmon.wire.messages.received", "zenmon.wire.bytes.sent",
     "zenmon.wire.bytes.received", "zenmon.wire.frames.dropped", "zenmon.wire.peers.refused",
+    "zenmon.node.internal_errors",
 })
 
 
@@ -82,22 +83,46 @@ def collect(node: Node) -> dict[str, int]:
 
 
 class PrometheusCollector:
-    """A ``prometheus_client`` collector for one node's metrics.
+    """A ``prometheus_client`` collector for one or more nodes' metrics.
 
-    ``prometheus_client.REGISTRY.register(PrometheusCollector(node))``; names are the
-    metric names with dots as underscores (``zenmon_local_monitor_total``...).
+    ``prometheus_client.REGISTRY.register(PrometheusCollector(node))``, or several
+    nodes at once: ``PrometheusCollector(node_a, node_b)``. Names are the metric
+    names with dots as underscores; every series carries the label
+    ``node="<address>"``, so several nodes (in one collector or in several
+    collectors on one registry) export cleanly. Counters are typed as counters
+    (``zenmon_local_monitor_total``...), everything else as gauges.
     """
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
+    def __init__(self, *nodes: Node) -> None:
+        if not nodes:
+            raise TypeError("PrometheusCollector takes at least one node")
+        self._nodes = nodes
+
+    def describe(self) -> Iterator[Any]:
+        """The metric families (without samples), so a registry can check names up
+        front without reading the nodes."""
+        names = list(collect(self._nodes[0]))
+        return iter(self._families(names, {}))
 
     def collect(self) -> Iterator[Any]:
-        """Yield one metric family per zenmon metric."""
+        """Yield one metric family per zenmon metric, one sample per node."""
+        values = {node.address or repr(node): collect(node) for node in self._nodes}
+        names = list(dict.fromkeys(name for metrics in values.values() for name in metrics))
+        return iter(self._families(names, values))
+
+    @staticmethod
+    def _families(names: list[str], values: dict[str, dict[str, int]]) -> list[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        for name, value in collect(self._node).items():
+        families = []
+        for name in names:
             flat = name.replace(".", "_")
+            family: Any
             if name in COUNTERS:
-                yield CounterMetricFamily(flat, f"zenmon counter {name}", value=value)
+                family = CounterMetricFamily(flat, f"zenmon counter {name}", labels=["node"])
             else:
-                yield GaugeMetricFamily(flat, f"zenmon gauge {name}", value=value)
+                family = GaugeMetricFamily(flat, f"zenmon gauge {name}", labels=["node"])
+            for address, metrics in values.items():
+                family.add_metric([address], metrics.get(name, 0))
+            families.append(family)
+        return families

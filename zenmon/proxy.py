@@ -5,12 +5,17 @@ in sequence order to the core's subscribers table (at most one subscription per
 (local process, peer key), so a process watched by many remote monitors costs one
 entry per interested peer), and runs each peer's Batcher every
 ``batcher_sweep_interval`` (``batcher_chunk_size`` certificates at most), or at the
-pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` is dropped
-with all its subscriptions. Runs on the node's I/O thread.
+pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` whose
+connection is gone (the ROUTER can no longer route to it: ZMTP heartbeats and TTL
+close dead connections in libzmq's threads) is dropped with all its subscriptions;
+one whose connection is alive (a paused Python) only after ``pause_timeout``.
+WELCOME names this node's identity; ``close`` sends FAREWELL to every peer so that
+their monitors fire ``nodedown`` at once. Runs on the node's I/O thread.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +23,14 @@ import zmq
 
 from . import protocol as p
 from ._core import NAME_KEY_FLAG, UNSUBSCRIBE_FLAG, Batcher
+from .address import advertised, split_endpoint
 from .batcher import dead_summary_body
 
 if TYPE_CHECKING:
     from .node import Node
+
+_log = logging.getLogger("zenmon.proxy")
+FAREWELL_LINGER = 200   # ms the closing ROUTER may take to send its FAREWELLs
 
 
 class Peer:
@@ -62,13 +71,22 @@ class Proxy:
         self._free_indexes: list[tuple[int, Batcher]] = []
         self.sweeps = 0
         self.noproc_enqueued = 0
+        self.last_sweep = 0.0
 
-    def bind(self, listen: str) -> str:
-        """Bind the ROUTER on `listen`. -> the node's address (the real endpoint)."""
+    def bind(self, listen: str, advertise: str | None = None) -> str:
+        """Bind the ROUTER on `listen`. -> the node's address: `advertise` (port 0: the
+        bound port) or the listen host as written with the bound port (a wildcard
+        host: this machine's host name), plus ``?key=`` with CURVE."""
         node = self._node
         assert node._context is not None
+        config = node._config
+        split_endpoint(listen)
         socket = node._context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IPV6, 1)
+        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
+            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
         socket.setsockopt(zmq.SNDHWM, 0)
@@ -77,18 +95,25 @@ class Proxy:
         suffix = ""
         if node._curve is not None:
             suffix = node._curve.serve(socket, node)
-        socket.bind(listen)
+        try:
+            socket.bind(listen)
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
         self.socket = socket
-        return socket.getsockopt_string(zmq.LAST_ENDPOINT) + suffix
+        return advertised(listen, socket.getsockopt_string(zmq.LAST_ENDPOINT),
+                          advertise) + suffix
 
     def register(self, poller: zmq.Poller) -> None:
         """Add the ROUTER to the I/O thread's poller."""
         poller.register(self.socket, zmq.POLLIN)
 
     def close(self) -> None:
-        """Close the ROUTER."""
+        """Tell every peer this node stops (FAREWELL), then close the ROUTER."""
         if self.socket is not None:
-            self.socket.close(linger=0)
+            for peer in list(self.peers.values()):
+                self.send_peer(peer, p.FAREWELL, b"")
+            self.socket.close(linger=FAREWELL_LINGER if self.peers else 0)
             self.socket = None
 
     # ------------------------------------------------------------- receive
@@ -136,8 +161,10 @@ class Proxy:
                 address, size, interval = p.unpack_hello(frame)
                 peer = self.new_peer(identity, header.session, header.sender, address, now,
                                      size, interval)
+                _log.info("peer %s joined (watches this node)", address)
             peer.last_heard = now
-            self.send(identity, header.session, header.sender, p.WELCOME, b"")
+            self.send(identity, header.session, header.sender, p.WELCOME,
+                      node.address.encode())
             return
         peer = self.peers.get(identity)
         if (peer is None or peer.session != header.session
@@ -179,6 +206,7 @@ class Proxy:
                 if sent_seq >= seq:
                     self.send_peer(peer, p.DEAD_SUMMARY, body)
         elif kind == p.GOODBYE:
+            _log.info("peer %s left (goodbye)", peer.address)
             self.drop(peer)
 
     def new_peer(self, identity: bytes, session: int, incarnation: int, address: str,
@@ -249,10 +277,26 @@ class Proxy:
         silent peers."""
         config = self._node._config
         timeout = config.heartbeat_timeout / 1000
+        pause = max(config.pause_timeout, config.heartbeat_timeout) / 1000
+        # a stall of this node's own I/O thread (GC, GIL) is not the peers' silence
+        stall = (now - self.last_sweep - 2 * self.sweep_interval() / 1000
+                 if self.last_sweep else 0.0)
+        self.last_sweep = now
         for peer in list(self.peers.values()):
-            if now - peer.last_heard > timeout:
-                self.drop(peer)
-                continue
+            if stall > config.heartbeat_interval / 1000:
+                peer.last_heard = min(now, peer.last_heard + stall)
+            silent = now - peer.last_heard
+            if silent > timeout:
+                if silent > pause:
+                    _log.warning("peer %s dropped: silent for %.1f s (pause_timeout)",
+                                 peer.address, silent)
+                    self.drop(peer)
+                    continue
+                if not self.routable(peer):
+                    _log.warning("peer %s dropped: silent for %.1f s and its connection "
+                                 "is gone", peer.address, silent)
+                    self.drop(peer)
+                    continue
             if len(peer.batcher) and now >= peer.next_summary:
                 self.sweeps += 1
                 peer.dead_seq += 1
@@ -273,6 +317,18 @@ class Proxy:
             if peer.summary_interval and peer.summary_interval < interval:
                 interval = peer.summary_interval
         return interval
+
+    def routable(self, peer: Peer) -> bool:
+        """Is `peer`'s connection alive? A HEARTBEAT_ACK probe (harmless: the same
+        acknowledgement it last had) is refused with EHOSTUNREACH once libzmq closed it."""
+        frame = p.pack(p.HEARTBEAT_ACK, self._node.incarnation, peer.incarnation,
+                       peer.session, p.pack_seq_ack(peer.dead_seq, peer.expected - 1))
+        try:
+            self.socket.send_multipart([peer.identity, frame],  # type: ignore[union-attr]
+                                       zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            return exc.errno != zmq.EHOSTUNREACH
+        return True
 
     def send_peer(self, peer: Peer, kind: int, body: bytes) -> None:
         """Send a frame of `peer`'s session."""
