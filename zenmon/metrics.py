@@ -83,30 +83,38 @@ def collect(node: Node) -> dict[str, int]:
 
 
 class PrometheusCollector:
-    """A ``prometheus_client`` collector for one or more nodes' metrics.
+    """A ``prometheus_client`` collector for the nodes of one process.
 
-    ``prometheus_client.REGISTRY.register(PrometheusCollector(node))``, or several
-    nodes at once: ``PrometheusCollector(node_a, node_b)``. Names are the metric
-    names with dots as underscores; every series carries the label
-    ``node="<address>"``, so several nodes (in one collector or in several
-    collectors on one registry) export cleanly. Counters are typed as counters
-    (``zenmon_local_monitor_total``...), everything else as gauges.
+    ``registry.register(PrometheusCollector(node_a, node_b))``; nodes made later join
+    with ``add(node)`` (and leave with ``remove(node)``). A registry refuses two
+    collectors exporting the same names, so use one collector per process. Names
+    are the metric names with dots as underscores; every series carries the label
+    ``node="<address>"``. Counters are typed as counters
+    (``zenmon_local_monitor_total``...), everything else as gauges; ``describe()``
+    lists the families without reading values.
     """
 
     def __init__(self, *nodes: Node) -> None:
-        if not nodes:
-            raise TypeError("PrometheusCollector takes at least one node")
-        self._nodes = nodes
+        self._nodes: list[Node] = list(nodes)
+
+    def add(self, node: Node) -> None:
+        """Export `node`'s metrics too."""
+        if node not in self._nodes:
+            self._nodes.append(node)
+
+    def remove(self, node: Node) -> None:
+        """Stop exporting `node`'s metrics."""
+        if node in self._nodes:
+            self._nodes.remove(node)
 
     def describe(self) -> Iterator[Any]:
-        """The metric families (without samples), so a registry can check names up
-        front without reading the nodes."""
-        names = list(collect(self._nodes[0]))
+        """The metric families without samples (a registry checks names with it)."""
+        names = list(collect(self._nodes[0])) if self._nodes else []
         return iter(self._families(names, {}))
 
     def collect(self) -> Iterator[Any]:
         """Yield one metric family per zenmon metric, one sample per node."""
-        values = {node.address or repr(node): collect(node) for node in self._nodes}
+        values = {node.address or repr(node): collect(node) for node in list(self._nodes)}
         names = list(dict.fromkeys(name for metrics in values.values() for name in metrics))
         return iter(self._families(names, values))
 
@@ -123,6 +131,7 @@ class PrometheusCollector:
             else:
                 family = GaugeMetricFamily(flat, f"zenmon gauge {name}", labels=["node"])
             for address, metrics in values.items():
-                family.add_metric([address], metrics.get(name, 0))
+                if name in metrics:
+                    family.add_metric([address], metrics[name])
             families.append(family)
         return families
