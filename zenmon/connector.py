@@ -203,7 +203,7 @@ class Connector:
         if self.state is not State.UP:
             return
         if not self.transport_up and self.refused:
-            self.node_down("connection refused")   # the host answers, nobody listens
+            self.node_down("connection lost")   # down, and a reconnect failed: not a pause
             return
         if now - self.last_heard > config.heartbeat_timeout / 1000:
             # read what is waiting first: after a long pause of this process (a big

@@ -35,7 +35,7 @@ class NodeDown(NamedTuple):
 
     `ref` is the ref ``monitor_node`` returned, or None for a ``monitor_nodes(True)``
     event. `reason` says why: ``"unavailable"``, ``"heartbeat timeout"``,
-    ``"pause timeout"``, ``"connection refused"``, ``"stopped"``, ``"restart"``,
+    ``"pause timeout"``, ``"connection lost"``, ``"stopped"``, ``"restart"``,
     ``"incompatible"``, ``"identity mismatch"``, ``"reset by peer"``...
     """
 
