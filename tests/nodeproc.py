@@ -28,7 +28,7 @@ Commands (``{"cmd": ..., ...}``):
   call, ``usleep``): every Python thread stalls while libzmq's threads run on.
 - ``monitor_node`` ``watcher``, ``address`` -> ref; ``monitor_nodes`` ``watcher``;
   ``node_events``: every NodeUp / NodeDown a watcher received ->
-  ``[[watcher, kind, ref, address, reason], ...]``.
+  ``[[watcher, kind, ref, address, reason, time.time() on arrival], ...]``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -115,9 +116,10 @@ class Server:
                 with self.downs_lock:
                     self.downs.append(entry)
             elif isinstance(message, (zenmon.NodeUp, zenmon.NodeDown)):
-                event = ([index, "up", None, message.address, None]
+                event = ([index, "up", None, message.address, None, time.time()]
                          if isinstance(message, zenmon.NodeUp)
-                         else [index, "down", message.ref, message.address, message.reason])
+                         else [index, "down", message.ref, message.address, message.reason,
+                               time.time()])
                 with self.downs_lock:
                     self.node_events.append(event)
 

@@ -247,7 +247,7 @@ class RemoteNode:
         self.call("monitor_nodes", watcher=watcher, enabled=enabled)
 
     def node_events(self) -> list[list[Any]]:
-        """[[watcher, "up"|"down", ref, address, reason], ...] received so far."""
+        """[[watcher, "up"|"down", ref, address, reason, arrival time], ...] so far."""
         events: list[list[Any]] = self.call("node_events")
         return events
 
