@@ -135,8 +135,8 @@ class Lab:
         peer = self.hosts[b]["ip"]
         rules = [("input", "saddr")] + ([("output", "daddr")] if both_ways else [])
         script = "".join(
-            "table inet zmfault {\n chain %s { type filter hook %s priority 0; "
-            "policy accept;\n  ip %s %s drop\n }\n}\n" % (chain, chain, field, peer)
+            f"table inet zmfault {{\n chain {chain} {{ type filter hook {chain} priority 0; "
+            f"policy accept;\n  ip {field} {peer} drop\n }}\n}}\n"
             for chain, field in rules)
         subprocess.run(["ip", "netns", "exec", namespace, "nft", "-f", "-"], input=script,
                        text=True, check=True, capture_output=True, timeout=30)

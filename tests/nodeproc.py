@@ -237,6 +237,11 @@ def main() -> int:
                         help='JSON {"secret": z85, "public": z85, "authorized": [z85...]}')
     args = parser.parse_args()
     settings = json.loads(args.settings)
+    if os.environ.get("ZENMON_TEST_LOG"):      # e.g. DEBUG: zenmon's logs on stderr
+        import logging
+
+        logging.basicConfig(level=os.environ["ZENMON_TEST_LOG"],
+                            format="%(asctime)s %(name)s %(message)s")
     curve = None
     if args.curve:
         keys = json.loads(args.curve)

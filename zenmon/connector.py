@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
 FAREWELL_LINGER = 200  # ms a closing DEALER may take to send its GOODBYE
+RECONNECT_IVL = 0.05   # s: the DEALER's first reconnect interval (ZMQ_RECONNECT_IVL)
 
 _log = logging.getLogger("zenmon.connector")
 
@@ -79,9 +80,12 @@ class Connector:
         self.monitor_socket: zmq.Socket[Any] | None = None
         self.routing_id = b"\x01" + secrets.token_bytes(15)   # never starts with 0
         self.transport_up = False            # ZMTP handshake done, not disconnected since
+        self.transport_down_at = 0.0         # when it last went down
         self.refused = False                 # a reconnect was refused since the disconnect
+        self.retried_at = 0.0                # last CONNECT_RETRIED while down
         self.paused = False                  # silent with a live transport (logged once)
         self.last_sweep = 0.0
+        self.connect_probe = 0.2             # s: the DEALER's ZMQ_CONNECT_TIMEOUT
         self.session = 0
         self.sub_seq = 0                     # last SUBSCRIBE sent
         self.unacked: deque[tuple[int, bytes]] = deque()
@@ -213,13 +217,16 @@ class Connector:
                 return
             silent = now - self.last_heard
             if silent > config.heartbeat_timeout / 1000:
-                if not self.transport_up:
+                # a connection down for a heartbeat round (not just cut and being
+                # re-dialled after a short partition) and nothing heard: gone
+                if (not self.transport_up and now - self.transport_down_at
+                        >= config.heartbeat_interval / 1000):
                     self.node_down("heartbeat timeout")
                     return
                 if silent > max(config.pause_timeout, config.heartbeat_timeout) / 1000:
                     self.node_down("pause timeout")
                     return
-                if not self.paused:
+                if not self.paused and self.transport_up:
                     self.paused = True
                     _log.info("peer %s silent for %.1f s with its connection alive: "
                               "a paused Python, not declared down before pause_timeout",
@@ -448,13 +455,34 @@ class Connector:
                 event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
             except zmq.Again:
                 return
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("transport %s: %s", self.address, zmq.Event(event).name)
+            now = time.monotonic()
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.transport_up = True
                 self.refused = False
+                self.retried_at = 0.0
+                if self.state is State.UP:
+                    # reconnected within the session: ask for news at once
+                    self.last_heartbeat = now
+                    self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(
+                        self.sub_seq, self.dead_expected - 1)), now)
             elif event == zmq.EVENT_DISCONNECTED:
+                if self.transport_up:
+                    self.transport_down_at = now
                 self.transport_up = False
-            elif event == zmq.EVENT_CONNECT_RETRIED:
-                self.refused = not self.transport_up
+                self.retried_at = 0.0
+            elif event == zmq.EVENT_CONNECT_RETRIED and not self.transport_up:
+                # libzmq reports RETRIED when it schedules a reconnect (right after a
+                # disconnect) and again when that attempt failed. A failure within
+                # the reconnect interval plus half the connect timeout was refused
+                # (nobody listens: the peer is dead), not timed out (partition).
+                # Gaps we cannot judge (events read in one batch after a stall of
+                # this thread) are left to the heartbeat_timeout rule.
+                if self.retried_at and (RECONNECT_IVL * 0.6 < now - self.retried_at
+                                        < RECONNECT_IVL + self.connect_probe / 2):
+                    self.refused = True
+                self.retried_at = now
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 _log.warning("peer %s refused this node's CURVE key (not in its "
                              "authorized list)", self.address)

@@ -38,7 +38,8 @@ class Peer:
 
     __slots__ = ("identity", "session", "incarnation", "address", "index", "batcher",
                  "expected", "dead_seq", "unacked", "last_heard", "last_nack",
-                 "name_subscriptions", "summary_size", "summary_interval", "next_summary")
+                 "name_subscriptions", "summary_size", "summary_interval", "next_summary",
+                 "unroutable_since")
 
     def __init__(self, identity: bytes, session: int, incarnation: int, address: str,
                  index: int, batcher: Batcher, now: float, summary_size: int,
@@ -58,6 +59,7 @@ class Peer:
         self.summary_size = summary_size     # asked for in HELLO; 0: batcher_chunk_size
         self.summary_interval = summary_interval   # ms, ditto; 0: batcher_sweep_interval
         self.next_summary = now              # no DEAD_SUMMARY before this
+        self.unroutable_since = 0.0          # first failed liveness probe (0: none)
 
 
 class Proxy:
@@ -79,11 +81,14 @@ class Proxy:
         host: this machine's host name), plus ``?key=`` with CURVE."""
         node = self._node
         assert node._context is not None
-        config = node._config
         split_endpoint(listen)
         socket = node._context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.IPV6, 1)
+        # ZMTP heartbeats of its own (the DEALERs' TTL alone is not enforced after a
+        # non-PING message): libzmq closes a frozen or cut watcher's connection, which
+        # `routable` then sees, with no GIL needed on either side
+        config = node._config
         socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
         socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
             config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
@@ -292,7 +297,13 @@ class Proxy:
                                  peer.address, silent)
                     self.drop(peer)
                     continue
-                if not self.routable(peer):
+                if self.routable(peer):
+                    peer.unroutable_since = 0.0
+                elif not peer.unroutable_since:
+                    peer.unroutable_since = now
+                elif now - peer.unroutable_since >= 2 * config.heartbeat_interval / 1000:
+                    # gone for two heartbeat rounds, not just being re-dialled after a
+                    # short partition (its connector then goes on with this session)
                     _log.warning("peer %s dropped: silent for %.1f s and its connection "
                                  "is gone", peer.address, silent)
                     self.drop(peer)
