@@ -165,3 +165,46 @@ def test_remote_monitor_node_sees_the_watched_node_stop(node_factory, remote_nod
                              [0, "down", ref, local.address, "stopped"]],
                             key=lambda e: (e[1], str(e[2])))
     assert remote.downs() == [(0, watched, target.pid, "nodedown")]
+
+
+def test_demonitor_racing_node_down_leaves_no_stray_message(node_factory):
+    """demonitor(ref, flush=True) from other threads while the I/O thread fires the
+    same node monitors: a demonitored ref's NodeDown is never in the inbox afterwards,
+    every other ref gets exactly one."""
+    import random
+    import sys
+    import threading
+    import time
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        local = node_factory(**{**REMOTE_SETTINGS, "connect_timeout": 30,
+                                "connector_sweep_interval": 5})
+        address = f"tcp://127.0.0.1:{free_port()}"
+        rng = random.Random(5)
+        for _ in range(30):
+            watcher = local.process()
+            refs = [watcher.monitor_node(address) for _ in range(40)]
+            dropped = set(rng.sample(refs, 20))
+
+            def drop(chunk: list[int], delay: float, watcher=watcher) -> None:
+                time.sleep(delay)      # jitter: land before, during or after the firing
+                for ref in chunk:
+                    watcher.demonitor(ref, flush=True)
+
+            ordered = sorted(dropped)
+            threads = [threading.Thread(target=drop, args=(ordered[i::2], rng.uniform(0, 0.08)))
+                       for i in (0, 1)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            kept = set(refs) - dropped
+            got = [m.ref for m in receive_all(watcher, len(kept), timeout=WITHIN)]
+            assert sorted(got) == sorted(kept)
+            assert not any(getattr(m, "ref", None) in dropped for m in watcher._messages)
+            watcher.exit()
+        assert local._node_monitors.sizes() == (0, 0)
+    finally:
+        sys.setswitchinterval(interval)
