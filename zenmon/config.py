@@ -33,6 +33,14 @@ class Config:
     session kept for resending; when full, nothing new is sent to that session until
     it acks) and resend_interval (ms: at most one resend burst per session per
     interval, whatever the NACK rate).
+
+    Liveness has two phases. A peer whose connection is gone (crash, host loss,
+    partition: ZeroMQ's own ZMTP heartbeats, which run in libzmq's threads without
+    the GIL, stop being answered) is down once it has been silent for
+    heartbeat_timeout. A peer whose connection is alive but whose Python does not
+    answer (a long GIL-holding call, a full GC) is down only once it has been silent
+    for pause_timeout (read as at least heartbeat_timeout). ZMTP settings follow
+    heartbeat_interval / heartbeat_timeout when a session's socket is opened.
     """
 
     connector_sweep_interval: int = 100
@@ -45,6 +53,7 @@ class Config:
     truncation_depth: int = 3
     heartbeat_interval: int = 200
     heartbeat_timeout: int = 1000
+    pause_timeout: int = 15000
     connect_timeout: int = 1000
     dispatch_mode: str = "token_bucket"
     adaptive_backlog: int = 128

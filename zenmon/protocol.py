@@ -38,18 +38,21 @@ HEARTBEAT = 3        # body: seq (last SUBSCRIBE sent), ack (last DEAD_SUMMARY r
 NACK_DEADS = 4       # body: seq (first DEAD_SUMMARY missing), ack
 GOODBYE = 5          # no body: the connector is closing its session
 # proxy -> connector
-WELCOME = 17         # no body: session accepted; header carries the proxy incarnation
+WELCOME = 17         # body: the proxy node's address (its identity, utf-8); header
+                     # carries the proxy incarnation
 DEAD_SUMMARY = 18    # body: seq, ack, n, n packed keys, n packed uint32 reason idx, reasons
 HEARTBEAT_ACK = 19   # body: seq (last DEAD_SUMMARY sent), ack (last SUBSCRIBE applied)
 NACK_SUBSCRIBE = 20  # body: seq (first SUBSCRIBE missing), ack
 RESET = 21           # no body: unknown session or wrong incarnation; start over
+FAREWELL = 22        # no body: the proxy's node is stopping: all its processes are dead
 
 TYPE_NAMES = {HELLO: "HELLO", SUBSCRIBE: "SUBSCRIBE", HEARTBEAT: "HEARTBEAT",
               NACK_DEADS: "NACK_DEADS", GOODBYE: "GOODBYE", WELCOME: "WELCOME",
               DEAD_SUMMARY: "DEAD_SUMMARY", HEARTBEAT_ACK: "HEARTBEAT_ACK",
               NACK_SUBSCRIBE: "NACK_SUBSCRIBE", RESET: "RESET"}
 CONNECTOR_TYPES = frozenset({HELLO, SUBSCRIBE, HEARTBEAT, NACK_DEADS, GOODBYE})
-PROXY_TYPES = frozenset({WELCOME, DEAD_SUMMARY, HEARTBEAT_ACK, NACK_SUBSCRIBE, RESET})
+PROXY_TYPES = frozenset({WELCOME, DEAD_SUMMARY, HEARTBEAT_ACK, NACK_SUBSCRIBE, RESET,
+                         FAREWELL})
 
 
 class ProtocolError(ValueError):
@@ -110,6 +113,14 @@ def unpack_hello(frame: bytes) -> tuple[str, int, int]:
         if size > MAX_SUMMARY_SIZE or interval > MAX_SUMMARY_INTERVAL:
             raise ProtocolError(f"HELLO asks for summaries of {size} every {interval} ms")
     return address.decode("utf-8", "replace"), size, interval
+
+
+def unpack_welcome(frame: bytes) -> str:
+    """The identity a WELCOME names (its proxy node's advertised address)."""
+    body = frame[HEADER.size:]
+    if len(body) > MAX_ADDRESS:
+        raise ProtocolError(f"WELCOME address of {len(body)} bytes is over {MAX_ADDRESS}")
+    return body.decode("utf-8", "replace")
 
 
 def seq_ack(frame: bytes) -> tuple[int, int]:

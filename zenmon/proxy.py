@@ -5,8 +5,12 @@ in sequence order to the core's subscribers table (at most one subscription per
 (local process, peer key), so a process watched by many remote monitors costs one
 entry per interested peer), and runs each peer's Batcher every
 ``batcher_sweep_interval`` (``batcher_chunk_size`` certificates at most), or at the
-pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` is dropped
-with all its subscriptions. Runs on the node's I/O thread.
+pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` whose
+connection is gone (the ROUTER can no longer route to it: ZMTP heartbeats and TTL
+close dead connections in libzmq's threads) is dropped with all its subscriptions;
+one whose connection is alive (a paused Python) only after ``pause_timeout``.
+WELCOME names this node's identity; ``close`` sends FAREWELL to every peer so that
+their monitors fire ``nodedown`` at once. Runs on the node's I/O thread.
 
 What one peer can cost is bounded (Config, docs/protocol.md "Limits"): frames of at
 most ``max_frame_size`` bytes and ``max_batch`` instructions (names no more than the
@@ -29,6 +33,7 @@ import zmq
 
 from . import protocol as p
 from ._core import Batcher
+from .address import advertised, split_endpoint
 from .batcher import dead_summary_body
 
 if TYPE_CHECKING:
@@ -44,6 +49,10 @@ READ_SLICE = 0.01
 _REFUSED_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
 
+#: ms the closing ROUTER may take to send its FAREWELLs
+FAREWELL_LINGER = 200
+
+
 class PeerOverBound(p.ProtocolError):
     """A peer went over one of this node's limits: its session is dropped."""
 
@@ -54,7 +63,7 @@ class Peer:
     __slots__ = ("identity", "session", "incarnation", "address", "index", "batcher",
                  "expected", "dead_seq", "unacked", "unacked_bytes", "last_heard",
                  "last_nack", "last_resend", "summary_size", "summary_interval",
-                 "next_summary")
+                 "next_summary", "unroutable_since")
 
     def __init__(self, identity: bytes, session: int, incarnation: int, address: str,
                  index: int, batcher: Batcher, now: float, summary_size: int,
@@ -75,6 +84,7 @@ class Peer:
         self.summary_size = summary_size     # asked for in HELLO; 0: batcher_chunk_size
         self.summary_interval = summary_interval   # ms, ditto; 0: batcher_sweep_interval
         self.next_summary = now              # no DEAD_SUMMARY before this
+        self.unroutable_since = 0.0          # first failed liveness probe (0: none)
 
 
 class Proxy:
@@ -89,43 +99,55 @@ class Proxy:
         self.sweeps = 0
         self.noproc_enqueued = 0
         self._handshakes: zmq.Socket[Any] | None = None   # CURVE: handshake failures
+        self.last_sweep = 0.0
 
-    def bind(self, listen: str) -> str:
-        """Bind the ROUTER on `listen`. -> the node's address (the real endpoint)."""
+    def bind(self, listen: str, advertise: str | None = None) -> str:
+        """Bind the ROUTER on `listen`. -> the node's address: `advertise` (port 0: the
+        bound port) or the listen host as written with the bound port (a wildcard
+        host: this machine's host name), plus ``?key=`` with CURVE."""
         node = self._node
         assert node._context is not None
+        split_endpoint(listen)
         socket = node._context.socket(zmq.ROUTER)
         self.socket = socket          # from here on close() cleans up, bind failing or not
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IPV6, 1)
+        # ZMTP heartbeats of its own (the DEALERs' TTL alone is not enforced after a
+        # non-PING message): libzmq closes a frozen or cut watcher's connection, which
+        # `routable` then sees, with no GIL needed on either side
+        config = node._config
+        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
+            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        config = node._config
         socket.setsockopt(zmq.SNDHWM, config.sndhwm)
         socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
         socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
-        if listen.startswith("tcp://["):
-            socket.setsockopt(zmq.IPV6, 1)
         suffix = ""
         if node._curve is not None:
             suffix = node._curve.serve(socket, node)
             # NULL-mechanism and wrong-server-key dials fail before ZAP is asked
             self._handshakes = socket.get_monitor_socket(_REFUSED_EVENTS)
-        socket.bind(listen)
-        return socket.getsockopt_string(zmq.LAST_ENDPOINT) + suffix
+        socket.bind(listen)       # on failure the caller's close() releases the socket
+        return advertised(listen, socket.getsockopt_string(zmq.LAST_ENDPOINT),
+                          advertise) + suffix
 
     def register(self, poller: zmq.Poller) -> None:
         """Add the ROUTER to the I/O thread's poller."""
         poller.register(self.socket, zmq.POLLIN)
 
     def close(self) -> None:
-        """Close the ROUTER."""
+        """Tell every peer this node stops (FAREWELL), then close the ROUTER."""
         if self._handshakes is not None:
             if self.socket is not None:
                 self.socket.disable_monitor()
             self._handshakes.close(linger=0)
             self._handshakes = None
         if self.socket is not None:
-            self.socket.close(linger=0)
+            for peer in list(self.peers.values()):
+                self.send_peer(peer, p.FAREWELL, b"")
+            self.socket.close(linger=FAREWELL_LINGER if self.peers else 0)
             self.socket = None
 
     # ------------------------------------------------------------- receive
@@ -185,8 +207,10 @@ class Proxy:
                 size = min(size, node._config.max_batch)
                 peer = self.new_peer(identity, header.session, header.sender, address, now,
                                      size, interval)
+                _log.info("peer %s joined (watches this node)", address)
             peer.last_heard = now
-            self.send(identity, header.session, header.sender, p.WELCOME, b"")
+            self.send(identity, header.session, header.sender, p.WELCOME,
+                      node.address.encode())
             return
         peer = self.peers.get(identity)
         if (peer is None or peer.session != header.session
@@ -227,6 +251,7 @@ class Proxy:
             self.acked(peer, ack)
             self.resend(peer, seq, now)
         elif kind == p.GOODBYE:
+            _log.info("peer %s left (goodbye)", peer.address)
             self.drop(peer)
 
     def new_peer(self, identity: bytes, session: int, incarnation: int, address: str,
@@ -315,10 +340,32 @@ class Proxy:
         chunk = min(config.batcher_chunk_size, config.max_batch)
         if self._handshakes is not None:
             self.count_refused()
+        pause = max(config.pause_timeout, config.heartbeat_timeout) / 1000
+        # a stall of this node's own I/O thread (GC, GIL) is not the peers' silence
+        stall = (now - self.last_sweep - 2 * self.sweep_interval() / 1000
+                 if self.last_sweep else 0.0)
+        self.last_sweep = now
         for peer in list(self.peers.values()):
-            if now - peer.last_heard > timeout:
-                self.drop(peer)
-                continue
+            if stall > config.heartbeat_interval / 1000:
+                peer.last_heard = min(now, peer.last_heard + stall)
+            silent = now - peer.last_heard
+            if silent > timeout:
+                if silent > pause:
+                    _log.warning("peer %s dropped: silent for %.1f s (pause_timeout)",
+                                 peer.address, silent)
+                    self.drop(peer)
+                    continue
+                if self.routable(peer):
+                    peer.unroutable_since = 0.0
+                elif not peer.unroutable_since:
+                    peer.unroutable_since = now
+                elif now - peer.unroutable_since >= 2 * config.heartbeat_interval / 1000:
+                    # gone for two heartbeat rounds, not just being re-dialled after a
+                    # short partition (its connector then goes on with this session)
+                    _log.warning("peer %s dropped: silent for %.1f s and its connection "
+                                 "is gone", peer.address, silent)
+                    self.drop(peer)
+                    continue
             if (len(peer.batcher) and now >= peer.next_summary
                     and len(peer.unacked) < config.max_unacked
                     and peer.unacked_bytes < config.max_unacked_bytes):
@@ -345,6 +392,18 @@ class Proxy:
             if peer.summary_interval and peer.summary_interval < interval:
                 interval = peer.summary_interval
         return interval
+
+    def routable(self, peer: Peer) -> bool:
+        """Is `peer`'s connection alive? A HEARTBEAT_ACK probe (harmless: the same
+        acknowledgement it last had) is refused with EHOSTUNREACH once libzmq closed it."""
+        frame = p.pack(p.HEARTBEAT_ACK, self._node.incarnation, peer.incarnation,
+                       peer.session, p.pack_seq_ack(peer.dead_seq, peer.expected - 1))
+        try:
+            self.socket.send_multipart([peer.identity, frame],  # type: ignore[union-attr]
+                                       zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            return exc.errno != zmq.EHOSTUNREACH
+        return True
 
     def send_peer(self, peer: Peer, kind: int, body: bytes) -> None:
         """Send a frame of `peer`'s session."""
