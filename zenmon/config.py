@@ -10,6 +10,10 @@ from .protocol import MAX_BATCH, MAX_FRAME, MAX_SUMMARY_INTERVAL, MAX_SUMMARY_SI
 DISPATCH_MODES = ("token_bucket", "unlimited", "adaptive")
 
 
+#: Smallest receive high-water mark (messages per connection): see __post_init__.
+MIN_RCVHWM = 100
+
+
 @dataclass(frozen=True)
 class Config:
     """A node's settings. Defaults are ZenMonitor's from connector_sweep_interval to
@@ -63,7 +67,7 @@ class Config:
     max_frame_size: int = 4 * 1024 * 1024
     max_batch: int = 10_000
     sndhwm: int = 1000
-    rcvhwm: int = 4
+    rcvhwm: int = 1000
     max_unacked: int = 64
     max_unacked_bytes: int = 16 * 1024 * 1024
     resend_interval: int = 100
@@ -88,6 +92,12 @@ class Config:
                              "(what a HELLO may ask for)")
         if self.max_frame_size > MAX_FRAME or self.max_frame_size < 65536:
             raise ValueError(f"max_frame_size must be in 65536..{MAX_FRAME}")
+        if self.rcvhwm < MIN_RCVHWM:
+            # libzmq 4.3 aborts (stream_engine_base.cpp: !_io_error; libzmq issues 3937,
+            # 4767) when a ZMTP heartbeat times out while a full receive pipe has
+            # stopped its input, as it does while this node's Python is paused: the
+            # pipe must hold a pause's worth of a peer's traffic
+            raise ValueError(f"rcvhwm must be at least {MIN_RCVHWM}")
         if self.max_batch > MAX_BATCH:
             raise ValueError(f"max_batch must be at most {MAX_BATCH}")
         if self.truncation_depth > 32:
