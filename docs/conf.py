@@ -43,7 +43,7 @@ nitpick_ignore_regex = [
     # Names from the standard library and dependencies: no intersphinx (CI builds
     # offline), so references to them cannot resolve and are not ours to check.
     ("py:class", r"(typing\.|collections\.abc\.|asyncio\.|concurrent\.|zmq\.).*"),
-    ("py:class", r"(Any|Callable|Iterable|Iterator|NamedTuple|Socket|Context)"),
+    ("py:class", r"(Any|Callable|Iterable|Iterator|NamedTuple|Socket|Context|deque)"),
     ("py:class", r"(int|str|bytes|float|bool|object|tuple|dict|list|None|BaseException)"),
     ("py:class", r"(Exception|ValueError|TypeError|TimeoutError|ImportError)"),
     ("py:class", r"(uint64_t|optional|type)"),
@@ -63,3 +63,48 @@ add_module_names = True
 html_theme = "furo"
 html_title = f"zenmon {release}"
 html_static_path: list[str] = []
+
+
+# ---------------------------------------------------------------------------
+# ``zenmon-remaining-names``: documents every name in ``zenmon.__all__`` that the
+# page it is used on does not document explicitly, so a public name added later is
+# in the reference from its first build (from its docstring; tests/test_docs.py
+# checks that every public name has one).
+
+import re  # noqa: E402
+
+from docutils import nodes  # noqa: E402
+from docutils.statemachine import StringList  # noqa: E402
+from sphinx.util.docutils import SphinxDirective  # noqa: E402
+from sphinx.util.nodes import nested_parse_with_titles  # noqa: E402
+
+_EXPLICIT = re.compile(
+    r"\.\. (?:auto(?:class|function|data|exception)|py:data)::\s+(?:zenmon\.)?(\w+)")
+
+
+class RemainingNames(SphinxDirective):
+    """Autodoc directives for the names of ``zenmon.__all__`` not yet on the page."""
+
+    def run(self) -> list:
+        with open(self.env.doc2path(self.env.docname), encoding="utf-8") as page:
+            documented = set(_EXPLICIT.findall(page.read()))
+        lines = []
+        for name in zenmon.__all__:
+            if name in documented:
+                continue
+            obj = getattr(zenmon, name)
+            if isinstance(obj, type):
+                kind = "exception" if issubclass(obj, BaseException) else "class"
+            else:
+                kind = "function" if callable(obj) else "data"
+            lines += [f".. auto{kind}:: zenmon.{name}", ""]
+        if not lines:
+            lines = ["(none: every public name is documented above)"]
+        container = nodes.container()
+        nested_parse_with_titles(self.state, StringList(lines, source="remaining"), container)
+        return container.children
+
+
+def setup(app):  # noqa: ANN001, ANN201  (Sphinx's extension hook)
+    app.add_directive("zenmon-remaining-names", RemainingNames)
+    return {"parallel_read_safe": True}

@@ -55,6 +55,8 @@ class Node:
     ``Node(listen="tcp://127.0.0.1:0", config=None, curve=None, **settings)``; call
     ``start()`` (or use ``with``) before making processes. ``address`` is the bound
     endpoint and the node's identity; a restarted node gets a new ``incarnation``.
+    Settings (keyword arguments or a :class:`zenmon.Config`) are integers in
+    milliseconds; method timeouts (``stop``, ``connect``) are seconds.
     """
 
     def __init__(self, listen: str = "tcp://127.0.0.1:0", config: Config | None = None,
@@ -121,6 +123,8 @@ class Node:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the I/O thread and close every socket. Local processes stay as they are.
 
+        `timeout` is how long, in seconds, to wait for the I/O thread to finish.
+
         Peers see this node go silent and fire ``nodedown`` for its processes after
         their ``heartbeat_timeout``.
         """
@@ -173,6 +177,8 @@ class Node:
         A plain function runs on its own thread; a coroutine function runs as a
         task on the caller's running event loop. The process exits ``"normal"`` when
         fn returns, or with the exception (made transportable) when it raises.
+        With `name`, the process is registered under that name on this node
+        (:class:`zenmon.NameTaken` if the name is in use).
         """
         process = self.process(name)
         if inspect.iscoroutinefunction(fn):
@@ -276,7 +282,10 @@ class Node:
             return connector
 
     def connect(self, address: str, timeout: float | None = None) -> str:
-        """Ping the node at `address` now. -> "compatible" | "incompatible" (cached)."""
+        """Ping the node at `address` now. -> "compatible" | "incompatible" (cached).
+
+        Waits at most `timeout` seconds (default: the ``connect_timeout`` setting).
+        """
         if not isinstance(address, str):
             raise TypeError("connect takes a node address string")
         self._require_started()
