@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import Pid as _Pid
 from .errors import ProcessExited
-from .messages import Down as _Down
-from .messages import DownBatch as _DownBatch
 
 if TYPE_CHECKING:
     from ._core import Pid
@@ -93,22 +91,8 @@ class Process:
         if 0 < ref < 18446744073709551616:
             self._core.demonitor(self._id, ref)
         if flush:
-            with self._lock:
-                kept = []
-                changed = False
-                for message in self._messages:
-                    if type(message) is _Down and message.ref == ref:
-                        changed = True
-                        continue
-                    if type(message) is _DownBatch and any(d.ref == ref for d in message.downs):
-                        changed = True
-                        message = _DownBatch(tuple(d for d in message.downs if d.ref != ref))
-                        if not message.downs:
-                            continue
-                    kept.append(message)
-                if changed:
-                    self._messages.clear()
-                    self._messages.extend(kept)
+            # in C, in place: atomic against every appender, order kept
+            self._core.flush(self._messages, ref)
         return True
 
     def set_bulk(self, enabled: bool = True) -> None:
