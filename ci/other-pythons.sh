@@ -68,10 +68,17 @@ for version in $VERSIONS; do
     echo "--- Python $version: $python ($("$python" -c 'import sys; print(sys.version.split()[0])'))"
     venv="$WORK/py$version"
     rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$ROOT" \
-        "pytest>=8" "pytest-timeout>=2.2"
+    mkdir -p "$WORK"
+    log="$WORK/install-$version.log"
+    # the build's own output goes to a log, shown only when it fails
+    if ! { "$python" -m venv "$venv" &&
+           "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
+           "$venv/bin/python" -m pip install --disable-pip-version-check "$ROOT" \
+               "pytest>=8" "pytest-timeout>=2.2"; } > "$log" 2>&1; then
+        tail -n 60 "$log" >&2
+        echo "!!! Python $version: build or install failed (log above)" >&2
+        exit 1
+    fi
     echo "    built and installed in $((SECONDS - t0)) s"
     (cd / && "$venv/bin/python" "$ROOT/ci/smoke.py")
     # shellcheck disable=SC2086  # the test list is split on purpose
