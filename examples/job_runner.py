@@ -2,10 +2,9 @@
 
     python examples/job_runner.py
 
-The runner starts WORKERS worker processes (multiprocessing with the "spawn" start
-method: a fresh interpreter, never a fork of a process whose ZeroMQ threads run).
-Each worker runs its own zenmon node with one process registered as "worker", and
-takes jobs from a pipe. The runner monitors every worker by ("worker", address), so
+The runner starts WORKERS worker processes (multiprocessing, "spawn" start method:
+never fork a process whose ZeroMQ threads run). Each runs its own zenmon node with
+one process registered as "worker", and takes jobs from a pipe. The runner monitors every worker by ("worker", address), so
 zenmon tells it when a worker node dies, whatever the cause. To show it, the runner
 SIGKILLs one worker by pid; that worker's unfinished jobs go to the others.
 """
@@ -64,7 +63,7 @@ def main():
 
         for job in range(JOBS):
             assign(job)
-        done = []
+        done, killed = [], False
         while len(done) < JOBS:
             message = runner.receive(timeout=30)
             if isinstance(message, zenmon.Down):     # a worker node died
@@ -79,8 +78,8 @@ def main():
             pending.get(index, set()).discard(job)
             if job not in done:              # a job may be redone if its worker died
                 done.append(job)             # before its result was read
-
-            if index == 0 and 0 in workers and len(pending[0]) > 1:
+            if not killed and index == 0 and len(pending[0]) > 1:   # kill it mid-work
+                killed = True
                 print(f"killing worker 0 (pid {workers[0][0].pid}) with jobs {sorted(pending[0])}")
                 os.kill(workers[0][0].pid, signal.SIGKILL)
         print(f"all {JOBS} jobs done: {sorted(done) == list(range(JOBS))}")
