@@ -123,6 +123,7 @@ cdef class Core:
     cdef readonly uint64_t n_monitor, n_demonitor, n_enqueue, n_connector_enqueue
     cdef readonly uint64_t n_delivered, n_processed, n_batches, n_batcher_enqueue
     cdef readonly uint64_t n_batch_length
+    cdef readonly uint64_t n_retired      # slots whose 2**32 generations are used up
 
     cdef uint32_t monitor_alloc(self) except? NIL
     cdef uint64_t add_monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key,
@@ -137,6 +138,7 @@ cdef class Core:
     cdef void unlink_from_subscriber(self, uint32_t m) noexcept
     cdef int release_target_if_empty(self, uint32_t t) except -1
     cdef uint32_t process_slot(self, uint64_t pid_id) noexcept
+    cdef int grow_processes(self) except -1
     cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1
     cdef int enqueue_connector(self, uint32_t conn, uint64_t value) except -1
     cdef void subscription_free(self, uint32_t q) noexcept

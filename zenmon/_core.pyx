@@ -216,13 +216,16 @@ cdef class Core:
 
     cdef void monitor_free(self, uint32_t m) noexcept:
         cdef MonitorRecord *rec = &self.monitors[m]
+        rec.flags = STATE_FREE
+        self.monitors_live -= 1
         rec.gen += 1
         if rec.gen == 0:
-            rec.gen = 1
-        rec.flags = STATE_FREE
+            # every generation of this slot has been handed out: retire it for the
+            # life of the node, so an old ref can never name a new monitor
+            self.n_retired += 1       # generation 0 is never handed out
+            return
         rec.t_next = self.monitors_free
         self.monitors_free = m
-        self.monitors_live -= 1
 
     cdef uint32_t target_find(self, uint32_t conn, uint64_t key) noexcept:
         cdef uint64_t i = target_hash(conn, key) & self.target_index_mask
@@ -384,6 +387,8 @@ cdef class Core:
         cdef uint32_t slot
         cdef ProcessRecord *proc
         with cython.critical_section(self):
+            if type(inbox) is not deque:
+                raise TypeError("a process inbox is a collections.deque")
             if self.processes_free != NIL:
                 slot = self.processes_free
                 self.processes_free = self.processes[slot].proxy_head
@@ -391,18 +396,13 @@ cdef class Core:
                 self.owners[slot] = owner
             else:
                 if self.processes_top == self.processes_cap:
-                    self.processes = <ProcessRecord *>grow_slab(
-                        self.processes, sizeof(ProcessRecord), &self.processes_cap)
-                    self.stamps = <uint32_t *>PyMem_Realloc(
-                        self.stamps, self.processes_cap * sizeof(uint32_t))
-                    if self.stamps is NULL:
-                        raise MemoryError()
+                    self.grow_processes()
+                self.deliver.append(inbox)
+                self.owners.append(owner)
                 slot = self.processes_top
                 self.processes_top += 1
                 self.processes[slot].gen = 1
                 self.stamps[slot] = 0
-                self.deliver.append(inbox)
-                self.owners.append(owner)
             proc = &self.processes[slot]
             proc.alive = PROCESS_ALIVE
             proc.watch_head = NIL
@@ -493,15 +493,50 @@ cdef class Core:
                 self.parked_total -= len(<DeathQueue>parked)
                 self.n_delivered += len(<DeathQueue>parked)     # dropped: watcher dead
             self.processes[slot].alive = 0
-            self.processes[slot].gen += 1
-            if self.processes[slot].gen == 0:
-                self.processes[slot].gen = 1
-            self.processes[slot].proxy_head = self.processes_free
-            self.processes_free = slot
             self.deliver[slot] = None
             self.owners[slot] = None
             self.processes_live -= 1
+            self.processes[slot].gen += 1
+            if self.processes[slot].gen == 0:
+                # all generations used: retire the slot for the life of the node, so
+                # a stale pid can never name a new process (16 bytes per 2**32 exits)
+                self.n_retired += 1       # generation 0 is never handed out
+            else:
+                self.processes[slot].proxy_head = self.processes_free
+                self.processes_free = slot
             return fired
+
+    cdef int grow_processes(self) except -1:
+        """Double the process slab and its stamps; on failure both stay as they were."""
+        cdef uint64_t cap = <uint64_t>self.processes_cap * 2 if self.processes_cap else 1024
+        cdef uint32_t *stamps
+        if cap >= NIL:
+            raise MemoryError("zenmon table is full (2**32 - 1 entries)")
+        stamps = <uint32_t *>PyMem_Realloc(self.stamps, cap * sizeof(uint32_t))
+        if stamps is NULL:
+            raise MemoryError()
+        self.stamps = stamps            # larger than needed until the slab follows
+        self.processes = <ProcessRecord *>grow_slab(
+            self.processes, sizeof(ProcessRecord), &self.processes_cap)
+        return 0
+
+    def _set_generation(self, uint64_t id, bint process, uint32_t gen):
+        """Test hook: give live process (or monitor) `id` generation `gen`. -> new id.
+
+        Lets tests reach the end of a slot's 2**32 generations without 2**32 exits.
+        """
+        cdef uint32_t slot = <uint32_t>(id & LOW32)
+        with cython.critical_section(self):
+            if process:
+                if self.process_slot(id) == NIL:
+                    raise ValueError("no such live process")
+                self.processes[slot].gen = gen
+            else:
+                if (slot >= self.monitors_top or self.monitors[slot].gen != <uint32_t>(id >> 32)
+                        or self.monitors[slot].flags & 3 == STATE_FREE):
+                    raise ValueError("no such monitor")
+                self.monitors[slot].gen = gen
+            return (<uint64_t>gen << 32) | slot
 
     # --------------------------------------------------------------- monitors
 
@@ -934,7 +969,18 @@ cdef class Core:
             for slot, pending in batches.items():
                 self.deliver_batch(slot, <list>(<list>pending)[0], <list>(<list>pending)[1],
                                    max_backlog > 0, touched)
+            if ZENMON_DEBUG_BUILD:
+                check_core(self)
         return touched
+
+    def check_invariants(self):
+        """Raise AssertionError naming the first broken invariant of the tables.
+
+        O(table size): for tests and the debug build (which runs it after every
+        dispatch tick and every ``sizes()``), not for production paths.
+        """
+        with cython.critical_section(self):
+            check_core(self)
 
     def pending(self):
         """DOWNs queued and not yet handed to an inbox (shared queue plus parked)."""
@@ -1153,6 +1199,8 @@ cdef class Core:
     def sizes(self):
         """Table sizes -> dict (references, targets, processes, subscribers, queues)."""
         cdef Py_ssize_t pending = 0, batched = 0
+        if ZENMON_DEBUG_BUILD:
+            check_core(self)
         for queue in self.connector_queues[1:]:
             pending += len(<IdQueue>queue)
         for batcher in self.batchers:
@@ -1178,6 +1226,7 @@ cdef class Core:
             "delivered": self.n_delivered,
             "processed": self.n_processed,
             "batcher_enqueue": self.n_batcher_enqueue,
+            "retired_slots": self.n_retired,
         }
 
     def memory_bytes(self):
@@ -1190,3 +1239,6 @@ cdef class Core:
                 + self.downs.capacity * sizeof(QueuedDown)
                 + sum([(<DeathQueue>q).capacity for q in self.parked.values()])
                 * sizeof(QueuedDown))
+
+
+include "_debug.pxi"

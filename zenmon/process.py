@@ -122,8 +122,11 @@ class Process:
         """Next inbox message in arrival order; waits up to `timeout` seconds.
 
         Raises the built-in TimeoutError on timeout, and ProcessExited when the
-        process is dead and its inbox is empty.
+        process is dead and its inbox is empty. `timeout` is None or a finite
+        number >= 0 (NaN or negative: ValueError, as ``queue.Queue.get``); ``inf``
+        (or anything past ``threading.TIMEOUT_MAX``) means no timeout.
         """
+        timeout = _check_timeout(timeout)
         messages = self._messages
         try:
             message = messages.popleft()
@@ -169,6 +172,7 @@ class Process:
 
         Waits up to `timeout` seconds (None: forever), then raises TimeoutError.
         """
+        timeout = _check_timeout(timeout)
         messages = self._messages
         try:
             message = messages.popleft()
@@ -237,6 +241,26 @@ class Process:
                     wake()
                 except (RuntimeError, ValueError):  # a waiter's event loop has closed
                     pass
+
+
+#: Waits longer than this are waits without a deadline (threading's own ceiling).
+_LONGEST_WAIT = threading.TIMEOUT_MAX
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    """A receive timeout in seconds: None or finite and >= 0 (inf means None)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not "
+                        f"{type(timeout).__name__}")
+    if timeout != timeout:
+        raise ValueError("timeout must not be NaN")
+    if timeout < 0:
+        raise ValueError("timeout must be a non-negative number")
+    if timeout >= _LONGEST_WAIT:
+        return None
+    return float(timeout)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
