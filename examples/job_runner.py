@@ -4,8 +4,9 @@
 
 The runner starts WORKERS worker processes (multiprocessing, "spawn" start method:
 never fork a process whose ZeroMQ threads run). Each runs its own zenmon node with
-one process registered as "worker", and takes jobs from a pipe. The runner monitors every worker by ("worker", address), so
-zenmon tells it when a worker node dies, whatever the cause. To show it, the runner
+one process registered as "worker", and takes jobs from a pipe. The runner monitors
+every worker by ("worker", address), so zenmon tells it when a worker node dies,
+whatever the cause. To show it, the runner
 SIGKILLs one worker by pid; that worker's unfinished jobs go to the others.
 """
 
