@@ -1,10 +1,13 @@
 """A zenmon node in its own OS process, driven by JSON lines on stdin.
 
-Run as ``python tests/nodeproc.py --port N --settings JSON [--curve JSON]``
-(port 0 picks a free one). It starts a :class:`zenmon.Node` on 127.0.0.1, prints
-one JSON line ``{"address", "incarnation", "pid"}`` and then answers one JSON
-line per command line: ``{"ok": result}`` or ``{"error": text}``. A bad command
-is answered with an error; the node keeps serving. End of stdin stops the node.
+Started by ``tests/remote.RemoteNode`` (a :class:`zenmon.tools.child.Child`) as the
+module ``nodeproc`` with ``--port N --settings JSON [--curve JSON]`` (port 0 picks a
+free one). It starts a :class:`zenmon.Node` on 127.0.0.1 and serves the commands
+below through :func:`zenmon.tools.child.serve_commands`, the command loop that the
+demo and benchmark nodes use too: one JSON line ``{"address", "incarnation",
+"pid"}``, then one answer line per command line, ``{"ok": result}`` or
+``{"error": text, "traceback": text}``. A bad command is answered with an error; the
+node keeps serving. End of stdin stops the node.
 
 Commands (``{"cmd": ..., ...}``):
 
@@ -32,10 +35,10 @@ import json
 import os
 import sys
 import threading
-import traceback
 from typing import Any
 
 import zenmon
+from zenmon.tools.child import serve_commands
 
 
 def _jsonable(value: Any) -> Any:
@@ -170,38 +173,14 @@ class Server:
     def do_stop(self) -> None:
         self.node.stop(timeout=5.0)
 
-    def serve(self, stdin: Any, stdout: Any) -> None:
-        for line in stdin:
-            line = line.strip()
-            if not line:
-                continue
-            stop = False
-            try:
-                command = json.loads(line)
-                if not isinstance(command, dict) or not isinstance(command.get("cmd"), str):
-                    raise ValueError("a command is a JSON object with a 'cmd' string")
-                name = command.pop("cmd")
-                handler = getattr(self, "do_" + name, None)
-                if handler is None:
-                    raise ValueError(f"unknown command {name!r}")
-                reply: dict[str, Any] = {"ok": handler(**command)}
-                stop = name == "stop"
-            except Exception as exc:  # answer, keep serving
-                reply = {"error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc(limit=5)}
-            stdout.write(json.dumps(reply, default=repr) + "\n")
-            stdout.flush()
-            if stop:
-                return
 
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--settings", default="{}", help="zenmon settings as JSON")
     parser.add_argument("--curve", default=None,
                         help='JSON {"secret": z85, "public": z85, "authorized": [z85...]}')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     settings = json.loads(args.settings)
     curve = None
     if args.curve:
@@ -209,15 +188,8 @@ def main() -> int:
         curve = zenmon.Curve(keys["secret"], keys["public"], authorized=keys.get("authorized", []))
     node = zenmon.Node(listen=f"tcp://127.0.0.1:{args.port}", curve=curve, **settings)
     node.start()
-    server = Server(node)
-    sys.stdout.write(json.dumps({"address": node.address, "incarnation": node.incarnation,
-                                 "pid": os.getpid()}) + "\n")
-    sys.stdout.flush()
-    try:
-        server.serve(sys.stdin, sys.stdout)
-    finally:
-        node.stop(timeout=5.0)
-    return 0
+    return serve_commands(node, Server(node), {
+        "address": node.address, "incarnation": node.incarnation, "pid": os.getpid()})
 
 
 if __name__ == "__main__":

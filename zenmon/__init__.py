@@ -21,6 +21,7 @@ if _sys.platform == "win32":
     )
 
 from ._core import Pid
+from ._version import __version__ as __version__
 from .codec import CodecError
 from .config import Config
 from .curve import Curve
@@ -49,5 +50,3 @@ __all__ = [
     "ZenmonError",
     "truncate",
 ]
-
-__version__ = "0.1.0"

@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
+# cython: language_level=3, embedsignature=True
 # cython: cdivision=True
 """zenmon's hot path: C-level tables, queues and the dispatcher's delivery loop.
 

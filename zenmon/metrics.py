@@ -81,6 +81,17 @@ def collect(node: Node) -> dict[str, int]:
     }
 
 
+def _prometheus_core() -> Any:
+    """``prometheus_client.core``, imported on first use (it is an optional extra)."""
+    try:
+        from prometheus_client import core
+    except ImportError as exc:
+        raise ImportError(
+            "zenmon.PrometheusCollector needs the prometheus-client package: "
+            "pip install 'zenmon[prometheus]'") from exc
+    return core
+
+
 class PrometheusCollector:
     """A ``prometheus_client`` collector for one node's metrics.
 
@@ -89,11 +100,13 @@ class PrometheusCollector:
     """
 
     def __init__(self, node: Node) -> None:
+        _prometheus_core()   # fail here, with the fix in the message, not at scrape time
         self._node = node
 
     def collect(self) -> Iterator[Any]:
         """Yield one metric family per zenmon metric."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        core = _prometheus_core()
+        CounterMetricFamily, GaugeMetricFamily = core.CounterMetricFamily, core.GaugeMetricFamily
 
         for name, value in collect(self._node).items():
             flat = name.replace(".", "_")
