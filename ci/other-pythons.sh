@@ -4,8 +4,8 @@
 #
 #     ci/other-pythons.sh [3.10 3.12 ...]     (default: the claimed ones, then 3.14)
 #
-# For each version: find an interpreter, make a fresh venv, `pip install` the source
-# tree (a real build of the Cython core for that version, ~40 s) with pytest, run
+# For each version: find an interpreter, make a fresh venv, `pip install` a clean
+# copy of the source tree (a real build of the Cython core for that version, ~40 s) with pytest, run
 # ci/smoke.py and a quick subset of the suite through ci/test.sh with PYTHON set
 # (no venv activated). Interpreters are searched for the way they are installed on
 # these machines and on common ones: pyenv roots ($PYENV_ROOT, ~/.pyenv,
@@ -20,8 +20,8 @@ ROOT=$(pwd)
 CLAIMED="3.10 3.12 3.13"      # with 3.11 (full suite): requires-python and classifiers
 OPTIONAL="3.14"
 VERSIONS=${*:-"$CLAIMED $OPTIONAL"}
-# The quick subset: local and remote monitors, processes, the examples, platforms.
-QUICK_TESTS="tests/test_local_monitors.py tests/test_remote_monitors.py
+# The quick subset: monitor semantics (local and remote), processes, examples, platforms.
+QUICK_TESTS="tests/test_monitor_semantics.py tests/test_local_monitors.py tests/test_remote_monitors.py
              tests/test_process.py tests/test_examples.py tests/test_platform.py"
 STRICT=${ZENMON_CI:-${CI:-}}
 WORK=${TMPDIR:-/tmp}/zenmon-other-pythons
@@ -51,6 +51,21 @@ find_python() {   # find_python 3.X -> path of a working python3.X, or nothing
     done
 }
 
+# Build from a clean copy of the tree (the files git would commit), never in the
+# tree itself: setuptools' build/ directory keeps files that were moved or deleted
+# since an earlier build, and they would end up in the wheel.
+SRC="$WORK/src"
+rm -rf "$SRC"
+mkdir -p "$SRC"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard |
+        xargs -0 -r sh -c 'for f; do [ -f "$f" ] && printf "%s\0" "$f"; done' sh |
+        tar --null -T - -cf -) | tar -C "$SRC" -xf -
+else
+    cp -a "$ROOT/." "$SRC/"
+    rm -rf "$SRC/build" "$SRC"/*.egg-info
+fi
+
 missing=() tested=() untested=()
 for version in $VERSIONS; do
     python=$(find_python "$version")
@@ -73,7 +88,7 @@ for version in $VERSIONS; do
     # the build's own output goes to a log, shown only when it fails
     if ! { "$python" -m venv "$venv" &&
            "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip &&
-           "$venv/bin/python" -m pip install --disable-pip-version-check "$ROOT" \
+           "$venv/bin/python" -m pip install --disable-pip-version-check "$SRC" \
                "pytest>=8" "pytest-timeout>=2.2"; } > "$log" 2>&1; then
         tail -n 60 "$log" >&2
         echo "!!! Python $version: build or install failed (log above)" >&2
@@ -88,6 +103,7 @@ for version in $VERSIONS; do
     rm -rf "$venv"
 done
 
+rm -rf "$SRC"
 echo "=== other Pythons: tested ${tested[*]:-none}; untested ${untested[*]:-none};" \
      "missing ${missing[*]:-none} ($((SECONDS - start)) s)"
 if [ "${#missing[@]}" -gt 0 ]; then
