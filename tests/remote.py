@@ -91,18 +91,24 @@ class RemoteNode(Child):
     error = RemoteError
 
     def __init__(self, port: int = 0, settings: dict[str, Any] | None = None,
-                 curve: dict[str, Any] | None = None) -> None:
+                 curve: dict[str, Any] | None = None, advertise: str | None = None,
+                 listen: str | None = None, prefix: list[str] | None = None) -> None:
         self.port = port
         self.settings = dict(REMOTE_SETTINGS if settings is None else settings)
         argv = ["--port", str(port), "--settings", json.dumps(self.settings)]
         if curve is not None:
             argv += ["--curve", json.dumps(_curve_json(curve))]
+        if advertise is not None:
+            argv += ["--advertise", advertise]
+        if listen is not None:
+            argv += ["--listen", listen]
         # the child imports `nodeproc` from this folder, which conftest.py put on
-        # sys.path; its cwd is outside the source tree (the installed zenmon)
+        # sys.path; its cwd is outside the source tree (the installed zenmon).
+        # `prefix`, e.g. ["ip", "netns", "exec", name], runs it inside a namespace
         super().__init__("nodeproc", argv, name="node subprocess",
                          start_timeout=START_TIMEOUT, call_timeout=CALL_TIMEOUT,
-                         capture_stderr=True)
-        if port:
+                         capture_stderr=True, prefix=prefix or ())
+        if port and advertise is None and listen is None:
             assert self.address.startswith(f"tcp://127.0.0.1:{port}"), self.address
 
     @property
@@ -170,6 +176,22 @@ class RemoteNode(Child):
     def connect(self, address: str, timeout: float | None = None) -> str:
         return str(self.call("connect", address=address, timeout=timeout))
 
+    def hold_gil(self, seconds: float) -> None:
+        """Stall every Python thread of the node for `seconds` (libzmq runs on)."""
+        self.call("hold_gil", seconds=seconds)
+
+    def monitor_node(self, watcher: int, address: str) -> int:
+        ref: int = self.call("monitor_node", watcher=watcher, address=address)
+        return ref
+
+    def monitor_nodes(self, watcher: int, enabled: bool = True) -> None:
+        self.call("monitor_nodes", watcher=watcher, enabled=enabled)
+
+    def node_events(self) -> list[list[Any]]:
+        """[[watcher, "up"|"down", ref, address, reason, arrival time], ...] so far."""
+        events: list[list[Any]] = self.call("node_events")
+        return events
+
     def freeze(self) -> None:
         self.signal(signal.SIGSTOP)
 
@@ -192,8 +214,8 @@ class RemoteNodes:
         self.nodes: list[RemoteNode] = []
 
     def __call__(self, port: int = 0, settings: dict[str, Any] | None = None,
-                 curve: dict[str, Any] | None = None) -> RemoteNode:
-        node = RemoteNode(port=port, settings=settings, curve=curve)
+                 curve: dict[str, Any] | None = None, **options: Any) -> RemoteNode:
+        node = RemoteNode(port=port, settings=settings, curve=curve, **options)
         self.nodes.append(node)
         return node
 

@@ -26,7 +26,7 @@ from .codec import CodecError
 from .config import Config
 from .curve import Curve
 from .errors import NameTaken, NotStarted, ProcessExited, ZenmonError
-from .messages import Down, DownBatch
+from .messages import Down, DownBatch, NodeDown, NodeUp
 from .metrics import PrometheusCollector
 from .node import Node
 from .process import Process
@@ -42,6 +42,8 @@ __all__ = [
     "ExitException",
     "NameTaken",
     "Node",
+    "NodeDown",
+    "NodeUp",
     "NotStarted",
     "Pid",
     "Process",

@@ -105,7 +105,10 @@ class Child:
     :attr:`address` and :attr:`incarnation`; with ``hello=False`` call :meth:`hello`
     later (to start several children in parallel). ``new_session`` puts the child in
     a session of its own (a terminal's Ctrl-C is then for the parent only);
-    ``capture_stderr`` keeps the child's stderr in a temporary file for error
+    ``prefix`` goes before the interpreter on the command line (for example
+    ``["ip", "netns", "exec", NAME]``: a command that execs the rest in place, so
+    the pid stays the child's). ``capture_stderr`` keeps the child's stderr in a
+    temporary file for error
     messages (:meth:`stderr_text`) instead of sharing the parent's. :meth:`call` is
     safe from several threads; :meth:`send` and :meth:`reply` are its two halves,
     to have several children work at once. :meth:`kill` SIGKILLs the child by its
@@ -119,7 +122,8 @@ class Child:
     def __init__(self, module: str, argv: Sequence[str] = (), *, name: str = "child",
                  start_timeout: float = 60.0, call_timeout: float = 600.0,
                  hello: bool = True, new_session: bool = False,
-                 capture_stderr: bool = False, cwd: str | None = None) -> None:
+                 capture_stderr: bool = False, cwd: str | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.name = name
         self.call_timeout = call_timeout
         self.start_timeout = start_timeout
@@ -138,7 +142,7 @@ class Child:
         )
         self._stderr: IO[bytes] | None = tempfile.TemporaryFile() if capture_stderr else None
         self.popen = subprocess.Popen(
-            [sys.executable, "-c", code, *argv],
+            [*prefix, sys.executable, "-c", code, *argv],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             cwd=tempfile.gettempdir() if cwd is None else cwd,
             text=True, bufsize=1, start_new_session=new_session,
