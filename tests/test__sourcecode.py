@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Python trees that ruff checks (those that exist).
-RUFF_PATHS = ("zenmon", "tests", "bench", "ci")
+RUFF_PATHS = ("zenmon", "tests", "bench", "ci", "examples", "docs")
 # Cython sources that cython-lint checks.
 CYTHON_GLOBS = ("zenmon/*.pyx", "zenmon/*.pxd", "zenmon/*.pxi")
 MAX_LINE_LENGTH = "100"  # also line-length in ruff.toml
@@ -42,10 +43,24 @@ def require(module: str) -> None:
         pytest.skip(message)
 
 
+def tool_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with this interpreter's scripts first on PATH.
+
+    Tools run as ``sys.executable -m <tool>``, but some run helpers by name
+    (cython-lint runs ``pycodestyle``): those must be the ones installed for this
+    interpreter, even when its venv is not activated.
+    """
+    env = dict(os.environ if env is None else env)
+    scripts = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    env["PATH"] = os.pathsep.join([*dict.fromkeys(scripts), env.get("PATH", os.defpath)])
+    return env
+
+
 def run_tool(
     name: str, args: list[str], *, timeout: float = 300, env: dict[str, str] | None = None
 ) -> None:
     """Run ``args`` from the repository root and fail with the tool's output on error."""
+    env = tool_env(env)
     proc = subprocess.run(
         args,
         cwd=ROOT,
@@ -74,6 +89,7 @@ def test_ruff() -> None:
 
 def test_cython_lint() -> None:
     require("cython_lint")
+    require("pycodestyle")   # cython-lint runs it as a program (found via tool_env)
     files = sorted(str(p.relative_to(ROOT)) for g in CYTHON_GLOBS for p in ROOT.glob(g))
     assert "zenmon/_core.pyx" in files, "zenmon/_core.pyx not found"
     run_tool(
@@ -262,3 +278,24 @@ def test_sdist_and_wheel(built: Built) -> None:
         n for n in sdist_names if n.endswith((".c", ".cpp", ".html", ".so", ".pyd"))
     )
     assert not generated, f"generated files in the sdist: {generated}"
+
+
+def test_lint_runs_without_venv_on_path() -> None:
+    """``PYTHON=<venv>/bin/python ci/test.sh`` works with the venv's scripts off PATH.
+
+    cython-lint runs ``pycodestyle`` by name; the lint tests must still find the
+    one installed for this interpreter, not fail (or pick another) from PATH.
+    """
+    require("cython_lint")
+    require("ruff")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = "/usr/bin:/bin"   # no venv, no pyenv shims: only the system's tools
+    env["PYTHON"] = sys.executable
+    proc = subprocess.run(
+        ["bash", str(ROOT / "ci" / "test.sh"), "-q", "-p", "no:randomly",
+         str(ROOT / "tests" / "test__sourcecode.py"), "-k", "test_ruff or test_cython_lint"],
+        cwd="/", stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, env=env,
+    )
+    output = f"exit {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0, output
+    assert "2 passed" in proc.stdout, proc.stdout[-2000:]

@@ -17,7 +17,10 @@ MIN_RCVHWM = 100
 @dataclass(frozen=True)
 class Config:
     """A node's settings. Defaults are ZenMonitor's from connector_sweep_interval to
-    truncation_depth; the rest are zenmon's own.
+    truncation_depth; the rest are zenmon's own. Every field but dispatch_mode is an
+    int: a time in milliseconds (the intervals and timeouts) or a count (chunk sizes,
+    demand_amount, adaptive_backlog, adaptive_summary_size; max_binary_size in bytes,
+    truncation_depth in nesting levels).
 
     dispatch_mode: "token_bucket" (ZenMonitor's: at most demand_amount DOWNs per
     demand_interval node-wide), "unlimited" (no throttle), or "adaptive" (every

@@ -71,6 +71,8 @@ class Node:
     ``address`` is that advertised identity. Without ``advertise`` it is the listen
     host as written (not resolved) with the bound port, and a wildcard host
     advertises ``socket.gethostname()``. A restarted node gets a new ``incarnation``.
+    Settings (keyword arguments or a :class:`zenmon.Config`) are integers in
+    milliseconds; method timeouts (``stop``, ``connect``) are seconds.
     """
 
     def __init__(self, listen: str = "tcp://127.0.0.1:0", config: Config | None = None,
@@ -165,6 +167,8 @@ class Node:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the I/O thread and close every socket.
 
+        `timeout` is how long, in seconds, to wait for the I/O thread to finish.
+
         Peers are told (a FAREWELL to every connector that watches this node, a
         GOODBYE to every proxy this node watches): their monitors on this node's
         processes fire ``"nodedown"`` within a sweep plus delivery, not after a timeout.
@@ -221,6 +225,8 @@ class Node:
         A plain function runs on its own thread; a coroutine function runs as a
         task on the caller's running event loop. The process exits ``"normal"`` when
         fn returns, or with the exception (made transportable) when it raises.
+        With `name`, the process is registered under that name on this node
+        (:class:`zenmon.NameTaken` if the name is in use).
         """
         process = self.process(name)
         if inspect.iscoroutinefunction(fn):
@@ -342,7 +348,10 @@ class Node:
                 return ref
 
     def connect(self, address: str, timeout: float | None = None) -> str:
-        """Ping the node at `address` now. -> "compatible" | "incompatible" (cached)."""
+        """Ping the node at `address` now. -> "compatible" | "incompatible" (cached).
+
+        Waits at most `timeout` seconds (default: the ``connect_timeout`` setting).
+        """
         if not isinstance(address, str):
             raise TypeError("connect takes a node address string")
         self._require_started()

@@ -202,7 +202,10 @@ class Process:
                 raise TimeoutError(f"no message for {self.pid} within {timeout} s")
 
     async def areceive(self, timeout: float | None = None) -> Any:
-        """``receive`` for asyncio: awaits the next message on the running loop."""
+        """``receive`` for asyncio: awaits the next message on the running loop.
+
+        Waits up to `timeout` seconds (None: forever), then raises TimeoutError.
+        """
         timeout = _check_timeout(timeout)
         messages = self._messages
         try:
