@@ -285,6 +285,7 @@ def test_malformed_dead_summary_of_the_session_fires_nodedown(local, raw_peer, b
     stream for good if dropped (the peer resends the same): nodedown instead."""
     fake = FakeProxy()
     peer = raw_peer(fake)
+    fake.address = peer.address
     watcher = local.process()
     pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
     ref = watcher.monitor(pid)
