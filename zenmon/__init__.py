@@ -10,7 +10,7 @@ from .codec import CodecError
 from .config import Config
 from .curve import Curve
 from .errors import NameTaken, NotStarted, ProcessExited, ZenmonError
-from .messages import Down, DownBatch
+from .messages import Down, DownBatch, Exit
 from .metrics import PrometheusCollector
 from .node import Node
 from .process import Process
@@ -23,6 +23,7 @@ __all__ = [
     "Curve",
     "Down",
     "DownBatch",
+    "Exit",
     "ExitException",
     "NameTaken",
     "Node",

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from . import protocol as p
-from ._core import NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
-from .codec import CodecError, decode_reasons
+from . import _core
+from ._core import NAME_KEY_FLAG, NO_SUBSCRIBER, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
+from .codec import CodecError, decode_reasons, encode_reasons
 from .curve import split_address
 from .errors import ProcessExited
 
@@ -112,6 +113,21 @@ class Connector:
             raise ProcessExited("a dead process cannot monitor")
         return ref
 
+    def link(self, subscriber: int, pid: Pid, others: list[int]) -> None:
+        """Link process id `subscriber` to remote `pid` (never waits)."""
+        if self.incarnation == 0:
+            self.adopt(pid.incarnation)
+        if pid.incarnation != self.incarnation:
+            if pid.incarnation < self.incarnation:   # an older incarnation: dead
+                self._node._links.fired(subscriber, self.index, pid, "noproc")
+                return
+            self.restart_seen_from_user()
+            self._node._connector(self.address, pid.incarnation).link(subscriber, pid, others)
+            return
+        if _core.link_remote(self._core, subscriber, self.index, pid.id,
+                             others) == NO_SUBSCRIBER:
+            raise ProcessExited("a dead process cannot link")
+
     def compatibility(self) -> str:
         """"compatible" once the remote answered with our protocol; else "incompatible"."""
         return "compatible" if self.state is State.UP and not self.retired else "incompatible"
@@ -149,7 +165,8 @@ class Connector:
             return
         config = self._node._config
         core = self._core
-        has_work = core.connector_pending(self.index) or core.connector_targets(self.index)
+        has_work = (core.connector_pending(self.index) or core.connector_targets(self.index)
+                    or _core.connector_link_pending(core, self.index))
         if self.state is State.IDLE:
             if self.retired:
                 if not has_work:
@@ -178,11 +195,18 @@ class Connector:
                 self.node_down("heartbeat timeout")
                 return
         instructions = core.connector_take(self.index, config.connector_chunk_size)
-        if instructions:
+        link_ops, reasons = b"", []
+        if not core.connector_pending(self.index):
+            # link ops only once the instructions before them are out: a LINK never
+            # overtakes the subscribe of its target
+            link_ops, reasons = _core.connector_take_links(core, self.index,
+                                                           config.connector_chunk_size)
+        if instructions or link_ops:
             self.sweeps += 1
             self.sub_seq += 1
             body = p.pack_subscribe(self.sub_seq, self.dead_expected - 1, instructions,
-                                    self._names_in(instructions))
+                                    self._names_in(instructions), link_ops,
+                                    encode_reasons(reasons) if reasons else b"")
             frame = self.frame(p.SUBSCRIBE, body)
             self.unacked.append((self.sub_seq, frame))
             self.send(frame, now)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from . import protocol as p
+from . import _core
 from ._core import NAME_KEY_FLAG, UNSUBSCRIBE_FLAG, Batcher
+from .codec import decode_reasons
 from .batcher import dead_summary_body
 
 if TYPE_CHECKING:
@@ -158,10 +160,16 @@ class Proxy:
     def handle_session(self, peer: Peer, kind: int, frame: bytes, now: float) -> None:
         """Apply one frame of an established session."""
         if kind == p.SUBSCRIBE:
-            seq, ack, instructions, names = p.unpack_subscribe(frame)
+            seq, ack, instructions, names, link_ops, link_reasons = p.unpack_subscribe_links(
+                frame)
             self.acked(peer, ack)
             if seq == peer.expected:
+                reasons = decode_reasons(link_reasons) if link_reasons else []
+                if not isinstance(reasons, list):
+                    raise p.ProtocolError("link reasons are not a list")
                 self.apply(peer, instructions, names)
+                if link_ops:
+                    self.apply_links(peer, link_ops, reasons)
                 peer.expected += 1
             elif seq > peer.expected:
                 self.nack(peer, now)
@@ -204,6 +212,12 @@ class Proxy:
                     self.apply_name(peer, key, names)
         self.noproc_enqueued += len(peer.batcher) - before
 
+    def apply_links(self, peer: Peer, link_ops: memoryview, reasons: list[Any]) -> None:
+        """Apply the link ops of one SUBSCRIBE (after its instructions)."""
+        if _core.links_apply(self._core, peer.index, peer.address, peer.incarnation,
+                             link_ops, reasons):
+            self._node._downs_queued()
+
     def apply_name(self, peer: Peer, key: int, names: dict[int, str]) -> None:
         """Subscribe/unsubscribe by registered name: resolved here, at subscribe time."""
         core = self._core
@@ -236,6 +250,8 @@ class Proxy:
     def drop(self, peer: Peer) -> None:
         """Forget a peer: its subscriptions, queued certificates and unacked summaries."""
         self._core.drop_peer(peer.index)
+        if _core.links_drop_peer(self._core, peer.index, peer.address, peer.incarnation):
+            self._node._downs_queued()     # the links it made fire "nodedown"
         if self.peers.get(peer.identity) is peer:
             del self.peers[peer.identity]
         peer.unacked = []
