@@ -13,7 +13,6 @@ import pytest
 import zenmon
 from helpers import assert_down, metric, wait_for
 
-
 # ------------------------------------------------------------------- join / wait
 
 

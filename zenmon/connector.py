@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from . import protocol as p
 from . import _core
+from . import protocol as p
 from ._core import NAME_KEY_FLAG, NO_SUBSCRIBER, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
 from .codec import CodecError, decode_reasons, encode_reasons
 from .curve import split_address

@@ -22,8 +22,8 @@ from typing import Any
 
 import zmq
 
-from . import metrics as _metrics
 from . import _core
+from . import metrics as _metrics
 from ._core import Core, Pid
 from .config import Config
 from .connector import Connector

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from . import protocol as p
 from . import _core
+from . import protocol as p
 from ._core import NAME_KEY_FLAG, UNSUBSCRIBE_FLAG, Batcher
-from .codec import decode_reasons
 from .batcher import dead_summary_body
+from .codec import decode_reasons
 
 if TYPE_CHECKING:
     from .node import Node
