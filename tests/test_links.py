@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+import time
 
 import pytest
 
@@ -395,3 +396,277 @@ def test_link_signals_are_throttled_like_downs(node_factory):
     assert busiest <= 2 * demand_amount, busiest
     span = arrivals[-1] - arrivals[0]
     assert span >= (1000 / demand_amount - 2) * window, span
+
+
+# ----------------------------------------------------------------- remote links
+
+
+def remote_links(remote):
+    return remote.metric("zenmon.local.links.size")
+
+
+def test_remote_exit_kills_a_local_linked_process(local, remote):
+    watcher = local.process()
+    a = local.process()
+    (r,) = remote.spawn()
+    a.link(r)
+    ref = watcher.monitor(a.pid)
+    wait_for(lambda: remote_links(remote) == 1, timeout=10)
+    remote.exit([r], "remote boom")
+    assert_down(watcher.receive(timeout=10), ref, a.pid, "remote boom")
+
+
+def test_remote_exit_reaches_a_trapping_local_process(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    r1, r2 = remote.spawn(2)
+    a.link(r1)
+    a.link(r2)
+    wait_for(lambda: remote_links(remote) == 2, timeout=10)
+    remote.exit([r1], ("tuple", 1))
+    remote.exit([r2], "normal")
+    got = receive_all(a, 2, timeout=10)
+    assert {(e.pid, e.reason) for e in got} == {(r1, ("tuple", 1)), (r2, "normal")}
+    assert all(isinstance(e, zenmon.Exit) for e in got)
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 0, timeout=5)
+
+
+def test_local_exit_kills_the_remote_end_even_right_after_linking(local, remote):
+    watcher = local.process()
+    r1, r2 = remote.spawn(2)
+    refs = {watcher.monitor(r1): r1, watcher.monitor(r2): r2}
+    a, b = local.process(), local.process()
+    a.link(r1)
+    b.link(r2)
+    a.exit("local crash")             # at once: the EXIT op follows the LINK op
+    b.exit("normal")                  # a normal exit does not kill r2
+    down = watcher.receive(timeout=10)
+    assert down.ref in refs and down.pid == r1 and down.reason == "local crash"
+    wait_for(lambda: remote_links(remote) == 0, timeout=10)
+    assert remote.alive([r1, r2]) == [False, True]
+
+
+def test_local_exit_reaches_a_trapping_remote_process(local, remote):
+    (r,) = remote.spawn(trap=True)
+    a = local.process()
+    a.link(r)
+    a.exit(("why", b"bytes"))
+    wait_for(lambda: remote_links(remote) == 0, timeout=10)
+    got = []
+    wait_for(lambda: got.extend(remote.inbox(r)) or got, timeout=10)
+    assert got == [("exit", a.pid, ("why", b"bytes"))]
+    assert remote.alive([r]) == [True]
+
+
+def test_remote_link_to_a_dead_pid_signals_noproc(local, remote):
+    (r,) = remote.spawn()
+    remote.exit([r])
+    a = local.process()
+    a.trap_exits = True
+    a.link(r)
+    assert_exit(a.receive(timeout=10), r, "noproc")
+    older = zenmon.Pid(r.node, r.incarnation - 1, r.id)
+    a.link(older)
+    assert_exit(a.receive(timeout=10), older, "noproc")
+
+
+def test_remote_node_death_signals_nodedown(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    watcher = local.process()
+    b = local.process()
+    rs = remote.spawn(3)
+    for r in rs:
+        a.link(r)
+    b.link(rs[0])
+    ref = watcher.monitor(b.pid)
+    wait_for(lambda: remote_links(remote) == 4, timeout=10)
+    remote.kill()
+    got = receive_all(a, 3, timeout=15)
+    assert sorted(e.pid for e in got) == sorted(rs)
+    assert all(e.reason == "nodedown" for e in got)
+    assert_down(watcher.receive(timeout=15), ref, b.pid, "nodedown")
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 0, timeout=5)
+
+
+def test_local_node_loss_signals_nodedown_to_the_remote_end(node_factory, remote):
+    from remote import REMOTE_SETTINGS
+
+    gone = node_factory(**REMOTE_SETTINGS)
+    (r,) = remote.spawn(trap=True)
+    a = gone.process()
+    a.link(r)
+    wait_for(lambda: remote_links(remote) == 1, timeout=10)
+    gone.stop()                       # its EXIT op never leaves: the peer is lost
+    got = []
+    wait_for(lambda: got.extend(remote.inbox(r)) or got, timeout=15)
+    assert got == [("exit", a.pid, "nodedown")]
+    wait_for(lambda: remote_links(remote) == 0, timeout=5)
+
+
+def test_remote_unlink_from_the_local_side(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    (r,) = remote.spawn(trap=True)
+    a.link(r)
+    wait_for(lambda: remote_links(remote) == 1, timeout=10)
+    a.unlink(r)
+    assert metric(local, "zenmon.local.links.size") == 0
+    wait_for(lambda: remote_links(remote) == 0, timeout=10)
+    a.exit("after unlink")
+    wait_for(lambda: remote.metric("zenmon.proxy.subscribers.size") == 0, timeout=10)
+    assert remote.inbox(r) == [] and remote.alive([r]) == [True]
+    b = local.process()
+    b.trap_exits = True
+    b.link(r)
+    wait_for(lambda: remote_links(remote) == 1, timeout=10)
+    b.unlink(r)
+    remote.exit([r], "after unlink too")
+    watcher = local.process()
+    ref = watcher.monitor(r)
+    down = watcher.receive(timeout=10)
+    # noproc, or the real reason when our old subscription was still there
+    assert down.ref == ref and down.reason in ("noproc", "after unlink too"), down
+    assert receive_until_sentinel(b) == []
+
+
+def test_remote_unlink_from_the_remote_side(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    watcher = local.process()
+    (r,) = remote.spawn()
+    a.link(r)
+    wait_for(lambda: remote_links(remote) == 1, timeout=10)
+    remote.unlink(r, [a.pid])
+    assert remote_links(remote) == 0
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 0, timeout=10)
+    ref = watcher.monitor(r)
+    remote.exit([r], "unlinked before")
+    assert_down(watcher.receive(timeout=10), ref, r, "unlinked before")
+    assert receive_until_sentinel(a) == []
+
+
+def test_remote_side_links_to_a_local_process(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    (r,) = remote.spawn()
+    remote.link(r, [a.pid])
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 1, timeout=10)
+    remote.exit([r], "from there")
+    assert_exit(a.receive(timeout=10), r, "from there")
+    (r2,) = remote.spawn(trap=True)
+    remote.link(r2, [a.pid])
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 1, timeout=10)
+    a.exit("from here")
+    got = []
+    wait_for(lambda: got.extend(remote.inbox(r2)) or got, timeout=10)
+    assert got == [("exit", a.pid, "from here")]
+
+
+def test_a_link_made_from_both_sides_signals_once(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    (r,) = remote.spawn(trap=True)
+    a.link(r)
+    remote.link(r, [a.pid])           # both sides: still one link
+    a.link(r)
+    # both subscriptions are in place (each side watches the other's end)
+    wait_for(lambda: remote.metric("zenmon.proxy.subscribers.size") == 1
+             and metric(local, "zenmon.proxy.subscribers.size") == 1, timeout=10)
+    wait_for(lambda: remote.metric("zenmon.local.connector.queue_len") == 0
+             and remote.metric("zenmon.local.link_ops.queue_len") == 0
+             and metric(local, "zenmon.local.link_ops.queue_len") == 0, timeout=10)
+    remote.exit([r], "once")
+    assert_exit(a.receive(timeout=10), r, "once")
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 0, timeout=10)
+    wait_for(lambda: remote_links(remote) == 0, timeout=10)
+    assert receive_until_sentinel(a) == []
+
+
+def test_remote_link_churn_leaves_both_sides_at_baseline(local, remote):
+    keys = ("zenmon.local.links.size", "zenmon.local.references.size",
+            "zenmon.local.targets.size", "zenmon.local.link_ops.queue_len")
+    a = local.process()
+    a.trap_exits = True
+    baseline = {k: metric(local, k) for k in keys}
+    remote_keys = keys + ("zenmon.proxy.subscribers.size",)
+    remote_baseline = {k: remote.metric(k) for k in remote_keys}
+    for _ in range(3):
+        rs = remote.spawn(300)
+        locals_ = [local.process() for _ in range(100)]
+        for i, r in enumerate(rs):
+            a.link(r)
+            if i % 3 == 0:
+                a.unlink(r)
+            if i % 3 == 1:
+                locals_[i // 3].link(r)
+        remote.exit(rs[:150], "half")
+        for p in locals_[:50]:
+            p.exit("some of ours")
+        for p in locals_[50:]:
+            for r in rs[150:]:
+                p.unlink(r)
+            p.exit("normal")
+        remote.exit(rs[150:], "rest")
+        wait_for(lambda: remote_links(remote) == 0, timeout=15)
+    wait_for(lambda: {k: metric(local, k) for k in keys} == baseline, timeout=15,
+             message=lambda: f"{ {k: metric(local, k) for k in keys} } != {baseline}")
+    wait_for(lambda: {k: remote.metric(k) for k in remote_keys} == remote_baseline,
+             timeout=15)
+
+
+def test_link_ops_ride_the_subscribe_batches(local, remote):
+    a = local.process()
+    a.trap_exits = True
+    rs = remote.spawn(2000)
+    local.configure(connector_sweep_interval=200)
+    sent = metric(local, "zenmon.wire.messages.sent")
+    sweeps = metric(local, "zenmon.local.connector.sweep")
+    for r in rs:
+        a.link(r)
+    wait_for(lambda: remote_links(remote) == 2000, timeout=15)
+    # a few sweeps carry 2000 subscribes and 2000 LINK ops (plus heartbeats)
+    assert metric(local, "zenmon.local.connector.sweep") - sweeps <= 3
+    assert metric(local, "zenmon.wire.messages.sent") - sent < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["token_bucket", "adaptive"])
+def test_100k_remote_links_fire_exactly_once_on_node_death(node_factory, remote_node, mode):
+    from remote import REMOTE_SETTINGS
+
+    n = 100_000
+    settings = {**REMOTE_SETTINGS, "connector_chunk_size": 20_000}
+    if mode == "token_bucket":
+        settings.update(demand_interval=10, demand_amount=500)      # 50,000 per second
+    else:
+        settings.update(dispatch_mode="adaptive")
+    local = node_factory(**settings)
+    remote = remote_node()
+    rs = remote.spawn(n)
+    a = local.process()
+    a.trap_exits = True
+    for r in rs:
+        a.link(r)
+    wait_for(lambda: remote_links(remote) == n, timeout=60)
+    assert metric(local, "zenmon.local.links.size") == n
+    remote.kill()
+    deadline = time.monotonic() + 120
+    got, arrivals, backlog = [], [], 0
+    while len(got) < n and time.monotonic() < deadline:
+        backlog = max(backlog, len(a._messages))
+        try:
+            got.append(a.receive(timeout=1))
+        except TimeoutError:
+            continue
+        arrivals.append(time.monotonic())
+    assert len(got) == n, f"{len(got)} of {n} exit signals"
+    assert all(type(e) is zenmon.Exit and e.reason == "nodedown" for e in got)
+    assert len({e.pid for e in got}) == n                       # each link once
+    assert receive_until_sentinel(a) == []                      # and no more
+    if mode == "token_bucket":
+        assert max_in_window(arrivals, 0.01) <= 2 * 500         # throttled like DOWNs
+    else:
+        assert backlog <= local.config.adaptive_backlog + 1      # paced per inbox
+    wait_for(lambda: metric(local, "zenmon.local.links.size") == 0, timeout=10)
+    assert metric(local, "zenmon.local.targets.size") == 0

@@ -102,8 +102,7 @@ def test_with_block_reason_matches_spawn_reason(node):
     def crash(proc):
         raise KeyError("same")
 
-    spawned = node.spawn(crash)
-    ref1 = watcher.monitor(spawned.pid)
+    spawned, ref1 = watcher.spawn_monitor(crash)
     with pytest.raises(KeyError):
         with node.process() as p:
             ref2 = watcher.monitor(p.pid)
@@ -272,8 +271,7 @@ def test_spawn_callable_returning_coroutine_without_loop_is_a_type_error(node):
     watcher = node.process()
     with warnings.catch_warnings():
         warnings.simplefilter("error")          # "never awaited" would be an error here
-        proc = node.spawn(lambda p: body(p))
-        ref = watcher.monitor(proc.pid)
+        proc, ref = watcher.spawn_monitor(lambda p: body(p))
         down = watcher.receive(timeout=5)
     assert down.ref == ref
     assert isinstance(down.reason, zenmon.ExitException), down.reason

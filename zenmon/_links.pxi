@@ -26,9 +26,11 @@
 # A fired link record keeps its other end's (conn, key) in target / t_prev:t_next,
 # so that unlink can still cancel a signal that waits in the dispatcher queue.
 
+
 def set_exit_type(Core self, exit_type):
     """The named tuple that trapping processes receive: ``exit_type(pid, reason)``."""
     self.exit_type = exit_type
+
 
 def set_trap(Core self, uint64_t pid_id, bint trap):
     """Make a live process trap exits (Exit messages) or not (die). -> False if dead."""
@@ -43,12 +45,14 @@ def set_trap(Core self, uint64_t pid_id, bint trap):
             self.processes[slot].alive &= ~PROCESS_TRAP
         return True
 
+
 def live_owners(Core self):
     """The owners of every live process (for a node stop)."""
     cdef uint32_t slot
     with cython.critical_section(self):
         return [self.owners[slot] for slot in range(self.processes_top)
                 if self.processes[slot].alive]
+
 
 def take_link_kills(Core self):
     """-> [(owner, reason)] of processes that link signals killed since last asked."""
@@ -57,23 +61,41 @@ def take_link_kills(Core self):
         self.link_kills = []
         return kills
 
+
 cdef uint32_t link_find(Core self, uint32_t s, uint32_t conn, uint64_t key,
                         bint fired_too) noexcept:
-    """Process s's link record whose other end is (conn, key), or NIL."""
-    cdef uint32_t m = self.processes[s].watch_head
+    """Process s's link record whose other end is (conn, key), or NIL.
+
+    A LIVE record is in both s's list and the target's: they are walked in lockstep,
+    so the cost is the shorter of the two (one process linked to 100k others, or
+    100k processes linked to one, both stay cheap). A FIRED one (fired_too: unlink
+    only) is found in s's list.
+    """
+    cdef uint32_t t = self.target_find(conn, key), by_target, by_watcher
     cdef MonitorRecord *rec
-    while m != NIL:
-        rec = &self.monitors[m]
-        if rec.flags & FLAG_LINK:
-            if rec.flags & 3 == STATE_LIVE:
-                if (self.targets[rec.target].conn == conn
-                        and self.targets[rec.target].key == key):
-                    return m
-            elif fired_too and rec.target == conn and (
-                    (<uint64_t>rec.t_prev << 32) | rec.t_next) == key:
-                return m
-        m = rec.s_next
+    if t != NIL:
+        by_target = self.targets[t].head
+        by_watcher = self.processes[s].watch_head
+        while by_target != NIL and by_watcher != NIL:
+            rec = &self.monitors[by_target]
+            if rec.subscriber == s and rec.flags & FLAG_LINK:
+                return by_target
+            rec = &self.monitors[by_watcher]
+            if rec.flags & 3 == STATE_LIVE and rec.target == t and rec.flags & FLAG_LINK:
+                return by_watcher
+            by_target = self.monitors[by_target].t_next
+            by_watcher = rec.s_next
+    if not fired_too:
+        return NIL
+    by_watcher = self.processes[s].watch_head
+    while by_watcher != NIL:
+        rec = &self.monitors[by_watcher]
+        if (rec.flags & FLAG_LINK and rec.flags & 3 == STATE_FIRED and rec.target == conn
+                and ((<uint64_t>rec.t_prev << 32) | rec.t_next) == key):
+            return by_watcher
+        by_watcher = rec.s_next
     return NIL
+
 
 cdef uint64_t link_add(Core self, uint32_t s, uint32_t conn, uint64_t key) except? 0:
     """A LIVE link record of process slot s watching (conn, key). -> its ref."""
@@ -99,6 +121,7 @@ cdef uint64_t link_add(Core self, uint32_t s, uint32_t conn, uint64_t key) excep
     self.n_link += 1
     return (<uint64_t>rec.gen << 32) | m
 
+
 cdef int link_remove(Core self, uint32_t m) except -1:
     """Drop link record m (LIVE: releasing its target; FIRED: its signal goes stale)."""
     cdef uint32_t t
@@ -111,11 +134,13 @@ cdef int link_remove(Core self, uint32_t m) except -1:
     self.n_unlink += 1
     return 0
 
+
 cdef IdQueue link_queue(Core self, uint32_t conn):
     while len(self.link_queues) <= conn:
         self.link_queues.append(IdQueue())
         self.link_reasons.append(deque())
     return <IdQueue>self.link_queues[conn]
+
 
 cdef int link_op(Core self, uint32_t conn, uint64_t op, uint64_t target, uint64_t other,
                  object reason) except -1:
@@ -127,6 +152,7 @@ cdef int link_op(Core self, uint32_t conn, uint64_t op, uint64_t target, uint64_
     queue.push(target)
     queue.push(other)
     return 0
+
 
 cdef int links_on_exit(Core self, uint32_t s, uint64_t pid_id, object reason) except -1:
     """Process s dies: one EXIT op per connector through which it linked out."""
@@ -145,6 +171,7 @@ cdef int links_on_exit(Core self, uint32_t s, uint64_t pid_id, object reason) ex
         m = rec.s_next
     return 0
 
+
 cdef int link_unlinked(Core self, uint32_t conn, uint64_t key, object other) except -1:
     """An unlink notice from connector conn's node: remote `key` unlinked `other`."""
     cdef uint32_t s, m
@@ -157,6 +184,7 @@ cdef int link_unlinked(Core self, uint32_t conn, uint64_t key, object other) exc
     if m != NIL:
         link_remove(self, m)
     return 0
+
 
 cdef int hand_link(Core self, uint32_t m, object death, list touched) except -1:
     """Deliver the exit signal of fired link record m (the caller drops the entry)."""
@@ -177,6 +205,7 @@ cdef int hand_link(Core self, uint32_t m, object death, list touched) except -1:
         self.link_kills.append((self.owners[s], reason))
     return 0
 
+
 def link_local(Core self, uint64_t a, uint64_t b):
     """Link live local processes a and b (both ends). -> LINK_DONE, NO_SUBSCRIBER
     (a is dead) or TARGET_DEAD (b is dead or unknown: the caller signals noproc)."""
@@ -194,6 +223,7 @@ def link_local(Core self, uint64_t a, uint64_t b):
             link_add(self, sa, 0, b)
             link_add(self, sb, 0, a)
         return LINK_DONE
+
 
 def link_remote(Core self, uint64_t a, uint32_t conn, uint64_t key, list others):
     """Link local a to remote key through connector conn (queues the LINK op).
@@ -214,6 +244,7 @@ def link_remote(Core self, uint64_t a, uint32_t conn, uint64_t key, list others)
         link_add(self, sa, conn, key)
         link_op(self, conn, LINK_OP, key, a, None)
         return LINK_DONE
+
 
 def link_fired(Core self, uint64_t a, uint32_t conn, uint64_t key, object death):
     """A link whose signal is due at once (noproc, nodedown). -> ref, or NO_SUBSCRIBER."""
@@ -238,6 +269,7 @@ def link_fired(Core self, uint64_t a, uint32_t conn, uint64_t key, object death)
         self.n_link += 1
         self.n_enqueue += 1
         return ref
+
 
 def unlink(Core self, uint64_t a, uint64_t key, list conns):
     """Drop a's links to `key` on each of `conns` (0: local; a connector; PEER_CONN | p),
@@ -272,6 +304,7 @@ def unlink(Core self, uint64_t a, uint64_t key, list conns):
                 (<Batcher>self.batchers[conn - PEER_CONN]).push(a | UNSUBSCRIBE, key)
         return dropped
 
+
 def connector_take_links(Core self, uint32_t conn, size_t max_ops):
     """Pop up to max_ops link ops of connector conn. -> (packed ops, reasons).
 
@@ -297,17 +330,20 @@ def connector_take_links(Core self, uint32_t conn, size_t max_ops):
                 reasons.append(pending.popleft())
         return ops, reasons
 
+
 def connector_link_pending(Core self, uint32_t conn):
     """Link ops queued on connector conn."""
     if conn >= len(self.link_queues):
         return 0
     return len(<IdQueue>self.link_queues[conn]) // 3
 
+
 cdef int links_clear(Core self, uint32_t conn) except -1:
     if conn < len(self.link_queues):
         (<IdQueue>self.link_queues[conn]).clear()
         (<object>self.link_reasons[conn]).clear()
     return 0
+
 
 def links_apply(Core self, uint32_t peer, str address not None, uint64_t incarnation,
                 const unsigned char[::1] ops, list reasons):
@@ -372,6 +408,7 @@ def links_apply(Core self, uint32_t peer, str address not None, uint64_t incarna
                         link_remove(self, m)
     return fired
 
+
 def links_drop_peer(Core self, uint32_t peer, str address not None, uint64_t incarnation):
     """Proxy peer `peer` is gone: every link it made fires "nodedown". -> signals queued."""
     cdef uint32_t t, pconn = PEER_CONN | peer
@@ -385,12 +422,14 @@ def links_drop_peer(Core self, uint32_t peer, str address not None, uint64_t inc
                 fired += self.fire_target(t, death)
     return fired
 
+
 def link_sizes(Core self):
     """Link gauges -> dict (link records on this node, link ops queued)."""
     cdef Py_ssize_t queued = 0
     for queue in self.link_queues[1:]:
         queued += len(<IdQueue>queue) // 3
     return {"links": self.links_live, "link_ops_queued": queued}
+
 
 def link_counters(Core self):
     """Link counters -> dict."""

@@ -195,7 +195,8 @@ class Connector:
                 self.node_down("heartbeat timeout")
                 return
         instructions = core.connector_take(self.index, config.connector_chunk_size)
-        link_ops, reasons = b"", []
+        link_ops: bytes = b""
+        reasons: list[Any] = []
         if not core.connector_pending(self.index):
             # link ops only once the instructions before them are out: a LINK never
             # overtakes the subscribe of its target
