@@ -341,6 +341,7 @@ def test_local_link_churn_leaves_tables_at_baseline(node_factory):
                 break
     wait_for(lambda: {k: metric(node, k) for k in keys} == baseline, timeout=10,
              message=lambda: f"{ {k: metric(node, k) for k in keys} } != {baseline}")
+    node._core.check_invariants()
 
 
 def test_concurrent_links_and_exits_signal_exactly_once(node_factory):
@@ -377,6 +378,7 @@ def test_concurrent_links_and_exits_signal_exactly_once(node_factory):
     finally:
         sys.setswitchinterval(old)
     wait_for(lambda: metric(node, "zenmon.local.links.size") == 0, timeout=5)
+    node._core.check_invariants()
 
 
 def test_link_signals_are_throttled_like_downs(node_factory):
@@ -613,6 +615,7 @@ def test_remote_link_churn_leaves_both_sides_at_baseline(local, remote):
              message=lambda: f"{ {k: metric(local, k) for k in keys} } != {baseline}")
     wait_for(lambda: {k: remote.metric(k) for k in remote_keys} == remote_baseline,
              timeout=15)
+    local._core.check_invariants()
 
 
 def test_link_ops_ride_the_subscribe_batches(local, remote):

@@ -186,24 +186,40 @@ cdef int link_unlinked(Core self, uint32_t conn, uint64_t key, object other) exc
     return 0
 
 
-cdef int hand_link(Core self, uint32_t m, object death, list touched) except -1:
-    """Deliver the exit signal of fired link record m (the caller drops the entry)."""
-    cdef uint32_t s = self.monitors[m].subscriber
+cdef bint hand_link(Core self, uint32_t s, uint64_t ref, object death,
+                    list touched) except -1:
+    """Deliver the exit signal of live queued link entry `ref` of watcher `s` (see
+    ``Core.hand_down``). -> False when it went stale.
+
+    As for a DOWN: the Exit message is built first (an allocation may run other
+    threads), then, with no allocation in between, the entry is checked again, its
+    record freed and the message appended. A non-trapping watcher is not touched
+    here: it is queued in ``link_kills`` (unless the reason is "normal"), for the
+    Python layer to exit it after the dispatch.
+    """
+    cdef bint trap
     pid = (<tuple>death)[0]
     reason = (<tuple>death)[1]
-    self.unlink_from_subscriber(m)
-    self.monitor_free(m)
-    self.n_delivered += 1
-    self.n_processed += 1
+    message = None
+    while True:
+        trap = (self.processes[s].alive & PROCESS_TRAP) != 0
+        if trap and message is None:
+            message = self.exit_type(pid, reason)
+        if self.live_subscriber(ref) != s:
+            return False
+        if trap == (self.processes[s].alive & PROCESS_TRAP != 0):
+            break                             # trap_exits unchanged since read
+    # no allocation from the checks above to the append: nothing else runs meanwhile
+    self.touched_owner = False
+    self.release_fired(s, ref)
     self.n_link_signal += 1
-    if self.processes[s].alive & PROCESS_TRAP:
-        self.deque_append(self.deliver[s], self.exit_type(pid, reason))
-        if self.stamps[s] != self.stamp:
-            self.stamps[s] = self.stamp
+    if trap:
+        self.deque_append(self.deliver[s], message)
+        if self.touched_owner:
             touched.append(self.owners[s])
     elif not (type(reason) is str and reason == "normal"):
         self.link_kills.append((self.owners[s], reason))
-    return 0
+    return True
 
 
 def link_local(Core self, uint64_t a, uint64_t b):
@@ -434,3 +450,18 @@ def link_sizes(Core self):
 def link_counters(Core self):
     """Link counters -> dict."""
     return {"link": self.n_link, "unlink": self.n_unlink, "link_signal": self.n_link_signal}
+
+
+cdef int check_links(Core self) except -1:
+    """Invariants of the link records (called by ``check_core``)."""
+    cdef uint32_t m, n = 0
+    cdef MonitorRecord *rec
+    for m in range(self.monitors_top):
+        rec = &self.monitors[m]
+        if rec.flags & 3 != STATE_FREE and rec.flags & FLAG_LINK:
+            n += 1
+            if rec.flags & FLAG_BY_NAME:
+                fail(f"link record {m} is flagged by name")
+    if n != self.links_live:
+        fail(f"links_live {self.links_live} but {n} link records in use")
+    return 0
