@@ -543,6 +543,9 @@ def test_remote_unlink_from_the_remote_side(local, remote):
     assert remote_links(remote) == 0
     wait_for(lambda: metric(local, "zenmon.local.links.size") == 0, timeout=10)
     ref = watcher.monitor(r)
+    # its subscribe out and applied (else r's exit could come first: "noproc")
+    wait_for(lambda: metric(local, "zenmon.local.connector.queue_len") == 0
+             and remote.metric("zenmon.proxy.subscribers.size") == 1, timeout=10)
     remote.exit([r], "unlinked before")
     assert_down(watcher.receive(timeout=10), ref, r, "unlinked before")
     assert receive_until_sentinel(a) == []
