@@ -24,6 +24,26 @@ class DownBatch(NamedTuple):
     downs: tuple[Down, ...]
 
 
+class NodeUp(NamedTuple):
+    """A session with the node at `address` came up (``monitor_nodes(True)``)."""
+
+    address: str
+
+
+class NodeDown(NamedTuple):
+    """The node at `address` went down, stopped, restarted or is unreachable.
+
+    `ref` is the ref ``monitor_node`` returned, or None for a ``monitor_nodes(True)``
+    event. `reason` says why: ``"unavailable"``, ``"heartbeat timeout"``,
+    ``"pause timeout"``, ``"connection lost"``, ``"stopped"``, ``"restart"``,
+    ``"incompatible"``, ``"identity mismatch"``, ``"reset by peer"``...
+    """
+
+    ref: int | None
+    address: str
+    reason: str
+
+
 class Exit(NamedTuple):
     """An exit signal from a linked process, as a process that traps exits gets it.
 
