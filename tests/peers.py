@@ -213,13 +213,14 @@ class FakeProxy:
         self.sub_seq = 0
         self.keys: list[int] = []
         self.heartbeats: list[float] = []
+        self.address = ""          # the identity its WELCOME names (set once bound)
 
     def __call__(self, frame: bytes) -> list[bytes]:
         header = p.unpack_header(frame)
         if header.type == p.HELLO:
             self.session, self.connector_incarnation = header.session, header.sender
             self.heartbeats.clear()
-            return [self.frame(p.WELCOME)]
+            return [self.frame(p.WELCOME, self.address.encode())]
         if header.session != self.session:
             return []
         if header.type == p.SUBSCRIBE:
