@@ -12,9 +12,13 @@ node keeps serving. End of stdin stops the node.
 
 Commands (``{"cmd": ..., ...}``):
 
-- ``spawn`` ``n`` (1), ``name`` (null; needs n == 1), ``compact`` (false):
-  make processes -> ``[str(pid), ...]``, or ``{"node", "incarnation", "ids"}`` when
-  compact (for very many pids).
+- ``spawn`` ``n`` (1), ``name`` (null; needs n == 1), ``compact`` (false), ``trap``
+  (false: the processes trap exits): make processes -> ``[str(pid), ...]``, or
+  ``{"node", "incarnation", "ids"}`` when compact (for very many pids).
+- ``link`` / ``unlink`` ``pid`` (one of ours), ``targets`` (str pids) -> null.
+- ``inbox`` ``pid``: drain that process's inbox now -> ``[[kind, pid, reason], ...]``
+  (kind "exit" or "down"; other messages as ``["other", repr, null]``).
+- ``alive`` ``pids`` -> ``[bool, ...]`` (is each of our pids alive).
 - ``exit`` ``pids`` (str pids, or "all"), ``reason`` (JSON; ``{"__tuple__": [...]}`` and
   ``{"__bytes__": latin-1 text}`` stand for tuples and bytes, both ways),
   ``exception`` (false: when true the reason is ``RuntimeError(reason)``) -> count.
@@ -131,11 +135,14 @@ class Server:
     def do_ping(self) -> str:
         return "pong"
 
-    def do_spawn(self, n: int = 1, name: str | None = None, compact: bool = False) -> Any:
+    def do_spawn(self, n: int = 1, name: str | None = None, compact: bool = False,
+                 trap: bool = False) -> Any:
         if name is not None and n != 1:
             raise ValueError("a name needs n == 1")
         made = [self.node.process(name) for _ in range(int(n))]
         for process in made:
+            if trap:
+                process.trap_exits = True
             self.processes[str(process.pid)] = process
         if compact:
             return {"node": self.node.address, "incarnation": self.node.incarnation,
@@ -158,6 +165,32 @@ class Server:
         process = self.watcher(int(watcher))
         parsed = [_target(t) for t in targets]
         return [process.monitor(t) for t in parsed for _ in range(int(repeat))]
+
+    def do_link(self, pid: str, targets: list[str]) -> None:
+        for target in targets:
+            self.processes[pid].link(zenmon.Pid.parse(target))
+
+    def do_unlink(self, pid: str, targets: list[str]) -> None:
+        for target in targets:
+            self.processes[pid].unlink(zenmon.Pid.parse(target))
+
+    def do_inbox(self, pid: str) -> list[list[Any]]:
+        process = self.processes[pid]
+        messages = []
+        while True:
+            try:
+                message = process.receive(timeout=0)
+            except (TimeoutError, zenmon.ProcessExited):
+                return messages
+            if isinstance(message, zenmon.Exit):
+                messages.append(["exit", _jsonable(message.pid), _jsonable(message.reason)])
+            elif isinstance(message, zenmon.Down):
+                messages.append(["down", _jsonable(message.pid), _jsonable(message.reason)])
+            else:
+                messages.append(["other", repr(message), None])
+
+    def do_alive(self, pids: list[str]) -> list[bool]:
+        return [self.node.is_alive(zenmon.Pid.parse(text)) for text in pids]
 
     def do_demonitor(self, watcher: int, refs: list[int], flush: bool = False) -> int:
         process = self.watchers[int(watcher)]

@@ -127,13 +127,35 @@ class RemoteNode(Child):
 
     # ---------------------------------------------------------- commands
 
-    def spawn(self, n: int = 1, name: str | None = None) -> list[zenmon.Pid]:
-        """Make `n` processes there -> their pids."""
+    def spawn(self, n: int = 1, name: str | None = None, trap: bool = False) -> list[zenmon.Pid]:
+        """Make `n` processes there (trapping exits if `trap`) -> their pids."""
         if n > 1000:
-            compact = self.call("spawn", n=n, name=name, compact=True)
+            compact = self.call("spawn", n=n, name=name, compact=True, trap=trap)
             node, incarnation = compact["node"], compact["incarnation"]
             return [zenmon.Pid(node, incarnation, i) for i in compact["ids"]]
-        return [zenmon.Pid.parse(text) for text in self.call("spawn", n=n, name=name)]
+        return [zenmon.Pid.parse(text)
+                for text in self.call("spawn", n=n, name=name, trap=trap)]
+
+    def link(self, pid: zenmon.Pid, targets: Iterable[zenmon.Pid]) -> None:
+        """Process `pid` there links each of `targets`."""
+        self.call("link", pid=str(pid), targets=[str(t) for t in targets])
+
+    def unlink(self, pid: zenmon.Pid, targets: Iterable[zenmon.Pid]) -> None:
+        """Process `pid` there unlinks each of `targets`."""
+        self.call("unlink", pid=str(pid), targets=[str(t) for t in targets])
+
+    def inbox(self, pid: zenmon.Pid) -> list[tuple[str, Any, Any]]:
+        """Drain process `pid`'s inbox there -> [(kind, pid, reason)] (kind "exit"...)."""
+        result = []
+        for kind, sender, reason in self.call("inbox", pid=str(pid)):
+            if kind != "other" and isinstance(sender, str):
+                sender = zenmon.Pid.parse(sender)
+            result.append((kind, sender, reason_from_json(reason)))
+        return result
+
+    def alive(self, pids: Iterable[zenmon.Pid]) -> list[bool]:
+        """Whether each of `pids` (processes there) is alive."""
+        return [bool(a) for a in self.call("alive", pids=[str(p) for p in pids])]
 
     def exit(self, pids: Iterable[zenmon.Pid] | str, reason: Any = "normal",
              exception: bool = False) -> int:

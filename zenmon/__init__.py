@@ -26,7 +26,7 @@ from .codec import CodecError
 from .config import Config
 from .curve import Curve
 from .errors import NameTaken, NotStarted, ProcessExited, ZenmonError
-from .messages import Down, DownBatch, NodeDown, NodeUp
+from .messages import Down, DownBatch, Exit, NodeDown, NodeUp
 from .metrics import PrometheusCollector
 from .node import Node
 from .process import Process
@@ -39,6 +39,7 @@ __all__ = [
     "Curve",
     "Down",
     "DownBatch",
+    "Exit",
     "ExitException",
     "NameTaken",
     "Node",

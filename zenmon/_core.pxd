@@ -10,12 +10,18 @@ cdef enum:
     STATE_LIVE = 1            # linked into its target's list
     STATE_FIRED = 2           # DOWN queued in the dispatcher, not yet delivered
     FLAG_BY_NAME = 4          # monitor made by registered name
+    FLAG_LINK = 8             # the watching half of a link: fires an exit signal
     PROCESS_ALIVE = 1
     PROCESS_BULK = 2          # DOWNs of one dispatcher tick arrive as one DownBatch
     PROCESS_PARKED = 4        # adaptive pacing: has DOWNs parked, its inbox was full
+    PROCESS_TRAP = 8          # traps exits: link signals arrive as Exit messages
     PARK_LOOK_LIMIT = 8192    # shared-queue entries one adaptive dispatch looks at
     OP_UNSUBSCRIBE_BIT = 63   # bit set on a queued connector instruction
     NAME_KEY_BIT = 62         # remote target key that stands for a registered name
+    PEER_CONN = 0x80000000    # target conn >= this: links made by proxy peer (conn - it)
+    LINK_OP = 1               # link ops in a SUBSCRIBE (see _links.pxi)
+    UNLINK_OP = 2
+    EXIT_OP = 3
 
 
 ctypedef struct MonitorRecord:
@@ -133,6 +139,13 @@ cdef class Core:
     cdef readonly uint64_t n_delivered, n_processed, n_batches, n_batcher_enqueue
     cdef readonly uint64_t n_batch_length
     cdef readonly uint64_t n_retired      # slots whose 2**32 generations are used up
+    # links (_links.pxi)
+    cdef object exit_type
+    cdef list link_queues          # conn -> IdQueue of link ops (3 words each)
+    cdef list link_reasons         # conn -> deque of the reasons of its EXIT ops
+    cdef list link_kills           # (owner, reason) of processes a link signal kills
+    cdef uint32_t links_live
+    cdef readonly uint64_t n_link, n_unlink, n_link_signal
 
     cdef uint32_t monitor_alloc(self) except? NIL
     cdef uint64_t add_monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key,
@@ -166,3 +179,19 @@ cdef class Core:
     cdef int deliver_batch(self, uint32_t s, list refs, list deaths, bint track_last,
                            list touched) except -1
     cdef int park(self, uint32_t s, QueuedDown q) except -1
+
+
+# links (_links.pxi): functions over a Core's link records, in the order they are used
+cdef uint32_t link_find(Core self, uint32_t s, uint32_t conn, uint64_t key,
+                        bint fired_too) noexcept
+cdef uint64_t link_add(Core self, uint32_t s, uint32_t conn, uint64_t key) except? 0
+cdef int link_remove(Core self, uint32_t m) except -1
+cdef IdQueue link_queue(Core self, uint32_t conn)
+cdef int link_op(Core self, uint32_t conn, uint64_t op, uint64_t target, uint64_t other,
+                 object reason) except -1
+cdef int links_on_exit(Core self, uint32_t s, uint64_t pid_id, object reason) except -1
+cdef int link_unlinked(Core self, uint32_t conn, uint64_t key, object other) except -1
+cdef bint hand_link(Core self, uint32_t s, uint64_t ref, object death,
+                    list touched) except -1
+cdef int links_clear(Core self, uint32_t conn) except -1
+cdef int check_links(Core self) except -1

@@ -97,6 +97,7 @@ UNSUBSCRIBE_FLAG = UNSUBSCRIBE
 NAME_KEY_FLAG = NAME_KEY
 NO_SUBSCRIBER = 0        # Core.monitor: the watching process is dead
 TARGET_DEAD = 1          # Core.monitor: the local target is dead (caller sends noproc)
+LINK_DONE = 2            # Core.link_*: linked (or linked already)
 
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
@@ -178,6 +179,10 @@ cdef class Core:
         self.batchers = []
         self.deliver = []
         self.owners = []
+        self.exit_type = tuple
+        self.link_queues = [None]          # conn 0 is this node: no link ops
+        self.link_reasons = [None]
+        self.link_kills = []
         if not (isinstance(down_type, type) and issubclass(down_type, tuple)
                 and (<PyTypeObject *>down_type).tp_alloc is not NULL):
             raise TypeError("down_type must be a tuple subclass")
@@ -225,6 +230,8 @@ cdef class Core:
 
     cdef void monitor_free(self, uint32_t m) noexcept:
         cdef MonitorRecord *rec = &self.monitors[m]
+        if rec.flags & FLAG_LINK:
+            self.links_live -= 1
         rec.flags = STATE_FREE
         self.monitors_live -= 1
         rec.gen += 1
@@ -290,7 +297,8 @@ cdef class Core:
             i = (i + 1) & self.target_index_mask
         self.target_index[i] = t + 1
         self.targets_live += 1
-        self.conn_targets[conn] += 1
+        if conn < PEER_CONN:               # PEER_CONN and up: links made by a peer
+            self.conn_targets[conn] += 1
         return t
 
     cdef void target_remove(self, uint32_t t) noexcept:
@@ -312,7 +320,8 @@ cdef class Core:
                 self.target_index[i] = u
                 i = j
         self.target_index[i] = 0
-        self.conn_targets[self.targets[t].conn] -= 1
+        if self.targets[t].conn < PEER_CONN:
+            self.conn_targets[self.targets[t].conn] -= 1
         self.targets[t].conn = NIL
         self.targets[t].head = self.targets_free
         self.targets_free = t
@@ -349,7 +358,7 @@ cdef class Core:
         cdef TargetRecord *target = &self.targets[t]
         if target.head != NIL:
             return 0
-        if target.conn:
+        if target.conn and target.conn < PEER_CONN:
             self.enqueue_connector(target.conn, target.key | UNSUBSCRIBE)
         self.target_remove(t)
         return 0
@@ -368,16 +377,21 @@ cdef class Core:
 
     cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1:
         """Queue one DOWN per monitor of target t (sharing `death`), then drop t."""
-        cdef uint32_t m = self.targets[t].head
+        cdef uint32_t m = self.targets[t].head, nxt
         cdef MonitorRecord *rec
         cdef Py_ssize_t n = 0
         untrack_death(death)
         while m != NIL:
             rec = &self.monitors[m]
-            rec.flags = STATE_FIRED | (rec.flags & FLAG_BY_NAME)
+            nxt = rec.t_next
+            rec.flags = STATE_FIRED | (rec.flags & (FLAG_BY_NAME | FLAG_LINK))
+            if rec.flags & FLAG_LINK:      # kept for unlink (see _links.pxi)
+                rec.target = self.targets[t].conn
+                rec.t_prev = <uint32_t>(self.targets[t].key >> 32)
+                rec.t_next = <uint32_t>(self.targets[t].key & LOW32)
             self.downs.push((<uint64_t>rec.gen << 32) | m, death)
             n += 1
-            m = rec.t_next
+            m = nxt
         self.targets[t].head = NIL
         self.target_remove(t)
         self.n_enqueue += n
@@ -474,6 +488,8 @@ cdef class Core:
             slot = self.process_slot(pid_id)
             if slot == NIL:
                 return -1
+            if self.links_live:
+                links_on_exit(self, slot, pid_id, reason)
             t = self.target_find(0, pid_id)
             if t != NIL:
                 fired = self.fire_target(t, death)
@@ -662,6 +678,8 @@ cdef class Core:
             rec = &self.monitors[m]
             if rec.gen != <uint32_t>(ref >> 32) or rec.flags & 3 == STATE_FREE:
                 return False
+            if rec.flags & FLAG_LINK:          # links are undone by unlink only
+                return False
             if rec.subscriber != self.process_slot(subscriber):
                 return False
             if rec.flags & 3 == STATE_LIVE:
@@ -707,6 +725,9 @@ cdef class Core:
                 if indexes.shape[0]:
                     memcpy(&index, &indexes[i * 4], 4)
                     index = le32toh(index)
+                if key & UNSUBSCRIBE:          # an unlink notice (see _links.pxi)
+                    link_unlinked(self, conn, key & ~UNSUBSCRIBE, reasons[index])
+                    continue
                 t = self.target_find(conn, key)
                 if t == NIL:
                     continue
@@ -734,6 +755,7 @@ cdef class Core:
         with cython.critical_section(self):
             if start == 0:
                 (<IdQueue>self.connector_queues[conn]).clear()
+                links_clear(self, conn)
             for t in range(start, self.targets_top):
                 if self.targets[t].conn != conn:
                     continue
@@ -1190,6 +1212,8 @@ cdef class Core:
         demonitor still finds it); ``deliver_batch`` hands the batch over.
         """
         cdef list pending
+        if self.monitors[<uint32_t>(ref & LOW32)].flags & FLAG_LINK:
+            return hand_link(self, s, ref, death, touched)     # an exit signal
         if self.processes[s].alive & PROCESS_BULK:
             pending = batches.get(s)
             if pending is None:
@@ -1384,3 +1408,4 @@ cdef class Core:
 
 
 include "_debug.pxi"
+include "_links.pxi"

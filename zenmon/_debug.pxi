@@ -131,6 +131,7 @@ cdef int check_core(Core core) except -1:
             fail(f"parked queue for slot {slot} whose process is not marked parked")
     if parked != core.parked_total:
         fail(f"parked_total {core.parked_total} but {parked} parked entries")
+    check_links(core)                   # _links.pxi
     return 0
 
 

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from . import _core
 from . import protocol as p
-from ._core import NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
-from .codec import CodecError, decode_reasons
+from ._core import NAME_KEY_FLAG, NO_SUBSCRIBER, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
+from .codec import CodecError, decode_reasons, encode_reasons
 from .curve import split_address
 from .errors import ProcessExited
 
@@ -154,6 +155,21 @@ class Connector:
             raise ProcessExited("a dead process cannot monitor")
         return ref
 
+    def link(self, subscriber: int, pid: Pid, others: list[int]) -> None:
+        """Link process id `subscriber` to remote `pid` (never waits)."""
+        if self.incarnation == 0:
+            self.adopt(pid.incarnation)
+        if pid.incarnation != self.incarnation:
+            if pid.incarnation < self.incarnation:   # an older incarnation: dead
+                self._node._links.fired(subscriber, self.index, pid, "noproc")
+                return
+            self.restart_seen_from_user()
+            self._node._connector(self.address, pid.incarnation).link(subscriber, pid, others)
+            return
+        if _core.link_remote(self._core, subscriber, self.index, pid.id,
+                             others) == NO_SUBSCRIBER:
+            raise ProcessExited("a dead process cannot link")
+
     def compatibility(self) -> str:
         """"compatible" once the remote answered with our protocol; else "incompatible"."""
         return "compatible" if self.state is State.UP and not self.retired else "incompatible"
@@ -198,7 +214,8 @@ class Connector:
         if stall > config.heartbeat_interval / 1000 and self.last_heard:
             self.last_heard = min(now, self.last_heard + stall)
         has_work = (core.connector_pending(self.index) or core.connector_targets(self.index)
-                    or self._node._node_monitors.watching(self))
+                    or self._node._node_monitors.watching(self)
+                    or _core.connector_link_pending(core, self.index))
         if self.state is State.IDLE:
             if self.retired:
                 if not has_work:
@@ -250,13 +267,20 @@ class Connector:
                               "a paused Python, not declared down before pause_timeout",
                               self.address, silent)
         instructions = b""
+        link_ops: bytes = b""
+        reasons: list[Any] = []
         if (len(self.unacked) < config.max_unacked
                 and self.unacked_bytes < config.max_unacked_bytes):
-            instructions = core.connector_take(
-                self.index, min(config.connector_chunk_size, config.max_batch))
-        if instructions:
+            chunk = min(config.connector_chunk_size, config.max_batch)
+            instructions = core.connector_take(self.index, chunk)
+            if not core.connector_pending(self.index):
+                # link ops only once the instructions before them are out: a LINK
+                # never overtakes the subscribe of its target
+                link_ops, reasons = _core.connector_take_links(core, self.index, chunk)
+        if instructions or link_ops:
             self.sweeps += 1
-            self.send_subscribe(instructions, now, config.max_frame_size)
+            self.send_subscribe(instructions, now, config.max_frame_size, link_ops,
+                                encode_reasons(reasons) if reasons else b"")
             self.forget_names(instructions, unsubscribed_only=True)
         # heartbeats run whatever else is sent: they are what the proxy answers, so a
         # long run of SUBSCRIBE batches must not starve last_heard
@@ -265,15 +289,18 @@ class Connector:
             self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(self.sub_seq,
                                                              self.dead_expected - 1)), now)
 
-    def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int) -> None:
-        """Send `instructions` as one SUBSCRIBE, or, when long names would make it larger
-        than the peer accepts (``max_frame_size``), as consecutive halves, in order."""
+    def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int,
+                       link_ops: bytes = b"", link_reasons: bytes = b"") -> None:
+        """Send `instructions` (then `link_ops`) as one SUBSCRIBE, or, when long names
+        would make it larger than the peer accepts (``max_frame_size``), as
+        consecutive halves, in order (the link ops with the last)."""
         body = p.pack_subscribe(self.sub_seq + 1, self.dead_expected - 1, instructions,
-                                self._names_in(instructions))
+                                self._names_in(instructions), link_ops, link_reasons)
         if p.HEADER.size + len(body) > max_frame_size and len(instructions) > 8:
             half = len(instructions) // 16 * 8
             self.send_subscribe(instructions[:half], now, max_frame_size)
-            self.send_subscribe(instructions[half:], now, max_frame_size)
+            self.send_subscribe(instructions[half:], now, max_frame_size, link_ops,
+                                link_reasons)
             return
         self.sub_seq += 1
         frame = self.frame(p.SUBSCRIBE, body)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from ._core import take_link_kills
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -91,3 +93,6 @@ class Dispatcher:
             if process is not None:
                 process._refill_at = refill_at
                 process._wake()
+        for process, reason in take_link_kills(core):
+            if process is not None:    # a link signal kills it (and so on along its links)
+                process.exit(reason)

@@ -42,3 +42,16 @@ class NodeDown(NamedTuple):
     ref: int | None
     address: str
     reason: str
+
+
+class Exit(NamedTuple):
+    """An exit signal from a linked process, as a process that traps exits gets it.
+
+    `pid` is the linked process that exited; `reason` its (truncated) exit reason,
+    ``"noproc"`` when it was dead or unknown at link time, ``"nodedown"`` when its
+    node went down. A process that does not trap exits is killed with `reason`
+    instead (unless it is ``"normal"``).
+    """
+
+    pid: Any
+    reason: Any

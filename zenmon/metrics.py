@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import _core
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -41,6 +43,7 @@ COUNTERS = frozenset({
     "zenmon.wire.bytes.received", "zenmon.wire.frames.dropped", "zenmon.wire.peers.refused",
     "zenmon.wire.frames.unsent", "zenmon.wire.peers.dropped",
     "zenmon.node.internal_errors",
+    "zenmon.local.link", "zenmon.local.unlink", "zenmon.local.link.signals",
 })
 
 
@@ -53,6 +56,8 @@ def collect(node: Node) -> dict[str, int]:
     proxy = getattr(node, "_proxy", None)
     curve = node._curve
     inbox_total = core.inbox_total()
+    link_sizes = _core.link_sizes(core)
+    link_counters = _core.link_counters(core)
     return {
         "zenmon.local.monitor": counters["monitor"],
         "zenmon.local.demonitor": counters["demonitor"],
@@ -90,6 +95,12 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.wire.peers.refused": wire.peers_refused
         + (curve.refused if curve is not None else 0),
         "zenmon.memory.core_bytes": core.memory_bytes(),
+        # links: link records here (a local link has one per end), ops to send
+        "zenmon.local.links.size": link_sizes["links"],
+        "zenmon.local.link_ops.queue_len": link_sizes["link_ops_queued"],
+        "zenmon.local.link": link_counters["link"],
+        "zenmon.local.unlink": link_counters["unlink"],
+        "zenmon.local.link.signals": link_counters["link_signal"],
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from . import _core
 from . import metrics as _metrics
 from ._core import Core, Pid
 from .address import split_endpoint
@@ -31,8 +32,9 @@ from .connector import Connector
 from .curve import Curve
 from .dispatcher import Dispatcher
 from .errors import NameTaken, NotStarted, ZenmonError
+from .links import Links
 from .local import Local
-from .messages import Down, DownBatch
+from .messages import Down, DownBatch, Exit
 from .node_events import NodeMonitors
 from .process import Process
 from .proxy import Proxy
@@ -49,6 +51,19 @@ TRANSPORT_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _incarnation_lock = threading.Lock()
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    """True for an ``async def`` function, a partial of one, or an object whose
+    ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 (a callable's own __call__)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _new_incarnation() -> int:
@@ -91,6 +106,7 @@ class Node:
         self.address = ""
         self.incarnation = 0
         self._core = Core(Down, DownBatch)
+        _core.set_exit_type(self._core, Exit)
         self._names: dict[str, Process] = {}
         self._lock = threading.RLock()
         self._connectors: dict[str, Connector] = {}
@@ -107,6 +123,7 @@ class Node:
         self._poller = zmq.Poller()
         self._handlers: dict[Any, Callable[[], None]] = {}
         self._local: Local
+        self._links: Links
         self._dispatcher: Dispatcher
         self._proxy: Proxy
 
@@ -147,6 +164,7 @@ class Node:
         os.set_blocking(self._wake_r, False)
         self._core.set_identity(self.address, self.incarnation)
         self._local = Local(self)
+        self._links = Links(self)
         self._dispatcher = Dispatcher(self)
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"zenmon-io {self.address}",
@@ -165,7 +183,9 @@ class Node:
             self._context = None
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the I/O thread and close every socket.
+        """Stop the I/O thread and close every socket. Every process of the node is
+        dead afterwards (reason ``"shutdown"``: spawned tasks are cancelled, blocked
+        receives raise ProcessExited).
 
         `timeout` is how long, in seconds, to wait for the I/O thread to finish.
 
@@ -179,6 +199,7 @@ class Node:
         self._wake_io()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        self._exit_all("shutdown")
         if self._context is not None:
             self._context.destroy(linger=0)
         with self._wake_lock:             # a late _wake_io must not write to a reused fd
@@ -189,6 +210,12 @@ class Node:
                 os.close(fd)
             except OSError:
                 pass
+
+    def _exit_all(self, reason: Any) -> None:
+        """Kill every live process of this node with `reason`."""
+        for process in _core.live_owners(self._core):
+            if process is not None:
+                self._exit_process(process, reason)
 
     def _require_started(self) -> None:
         if not self._running:
@@ -222,33 +249,52 @@ class Node:
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> Process:
         """Run ``fn(process, *args)`` as a new process. -> the Process.
 
-        A plain function runs on its own thread; a coroutine function runs as a
-        task on the caller's running event loop. The process exits ``"normal"`` when
-        fn returns, or with the exception (made transportable) when it raises.
+        A plain function runs on its own thread; a coroutine function runs as a task
+        on the caller's running event loop (RuntimeError, and no process made, when
+        none runs). A plain function that returns an awaitable (a lambda returning a
+        coroutine) has it run as a task on the loop that was running when spawn was
+        called; with no loop then, the process exits with a TypeError instead (the
+        awaitable is closed, never left unawaited). The process exits ``"normal"``
+        when fn returns, or with the exception (made transportable) when it raises.
         With `name`, the process is registered under that name on this node
         (:class:`zenmon.NameTaken` if the name is in use).
         """
-        process = self.process(name)
-        if inspect.iscoroutinefunction(fn):
-            loop = asyncio.get_running_loop()
+        return self._spawn(fn, args, name, None)
 
-            async def run_task() -> None:
-                try:
-                    await fn(process, *args)
-                except BaseException as exc:  # the exit reason, as in Erlang
-                    process.exit(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                else:
-                    process.exit("normal")
-
-            task = loop.create_task(run_task())
-            process._task = task  # type: ignore[attr-defined]
+    def _spawn(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str | None,
+               before_start: Callable[[Process], None] | None) -> Process:
+        """spawn; `before_start(process)` runs after the process exists and before its
+        code does (spawn_link / spawn_monitor: no window in which it dies unseen)."""
+        if _is_coroutine_function(fn):
+            loop = asyncio.get_running_loop()      # before anything is made
+            process = self.process(name)
+            if before_start is not None:
+                before_start(process)
+            self._run_as_task(process, loop, fn(process, *args))
             return process
+        try:
+            caller_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            caller_loop = None
+        process = self.process(name)
+        if before_start is not None:
+            before_start(process)
 
         def run_thread() -> None:
             try:
-                fn(process, *args)
+                result = fn(process, *args)
+                if inspect.isawaitable(result):
+                    if caller_loop is not None and not caller_loop.is_closed():
+                        caller_loop.call_soon_threadsafe(
+                            self._run_as_task, process, caller_loop, result)
+                        return
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                    raise TypeError(
+                        f"{_name_of(fn)} returned an awaitable but no event loop was "
+                        "running when spawn was called: spawn it from a running loop "
+                        "(or pass a coroutine function)")
             except BaseException as exc:
                 process.exit(exc)
             else:
@@ -256,6 +302,40 @@ class Node:
 
         threading.Thread(target=run_thread, name=f"zenmon {process.pid}", daemon=True).start()
         return process
+
+    @staticmethod
+    def _run_as_task(process: Process, loop: asyncio.AbstractEventLoop,
+                     awaitable: Any) -> None:
+        """Run `awaitable` as `process`'s task on `loop` (called on that loop's thread)."""
+        async def run_task() -> None:
+            try:
+                await awaitable
+            except BaseException as exc:  # the exit reason, as in Erlang
+                process.exit(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                process.exit("normal")
+
+        task = loop.create_task(run_task())
+        process._task = task
+
+        def cancel() -> None:
+            # exit() from inside the task itself is a cooperative return, not a cancel
+            try:
+                if asyncio.current_task() is task:
+                    return
+            except RuntimeError:           # no running loop in this thread
+                pass
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:           # the loop has closed: nothing left to stop
+                pass
+
+        process._cancel = cancel
+        if not process._alive:             # killed before its task existed
+            process._cancel = None
+            cancel()
 
     def whereis(self, name: str) -> Pid | None:
         """The pid registered as `name` on this node, or None."""
@@ -300,9 +380,7 @@ class Node:
                     del self._names[name]
         self._node_monitors.process_exited(process)
         # no lock: a receiver registering meanwhile looks at _alive again (receive)
-        process._alive = False
-        if process._waiters:
-            process._wake()
+        process._died()
         if queued:
             self._downs_queued()
 

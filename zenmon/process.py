@@ -13,9 +13,11 @@ import contextlib
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._core import Pid as _Pid
+from ._core import set_trap as _set_trap
 from .errors import ProcessExited
 from .messages import NodeDown as _NodeDown
 
@@ -28,11 +30,13 @@ class Process:
     """A local process: a pid, an inbox, monitors. Made by ``node.process()``.
 
     Usable from any thread and from asyncio. ``with node.process() as p:`` exits
-    the process with reason ``"normal"`` when the block ends.
+    the process when the block ends: with reason ``"normal"``, or with the exception
+    that escapes the block (in the same transportable form as for ``spawn``).
     """
 
     __slots__ = ("_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
-                 "_alive", "_task", "_core", "_refill_at", "__weakref__")
+                 "_alive", "_task", "_cancel", "_exit_waiters", "_trap_exits", "_core",
+                 "_refill_at", "__weakref__")
 
     def __init__(self, node: Node, pid: Pid, name: str | None, messages: deque[Any]) -> None:
         self._node = node
@@ -45,6 +49,10 @@ class Process:
         self._waiters: list[Any] | None = None   # made on first wait (GC-light)
         self._lock = threading.Lock()
         self._alive = True
+        self._task: Any = None                    # a spawned coroutine's task
+        self._cancel: Callable[[], None] | None = None   # stops that task (any thread)
+        self._exit_waiters: list[Callable[[], None]] | None = None   # join / wait
+        self._trap_exits = False
 
     def __repr__(self) -> str:
         name = f" {self.name!r}" if self.name else ""
@@ -54,8 +62,8 @@ class Process:
     def __enter__(self) -> Process:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.exit("normal")
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.exit("normal" if exc is None else exc)
 
     @property
     def node(self) -> Node:
@@ -105,6 +113,67 @@ class Process:
                         break
         return True
 
+    def link(self, pid: Pid) -> None:
+        """Link this process and `pid` (local or remote): their fates are joined.
+
+        When either exits with reason R, the other gets ``zenmon.Exit(pid, R)`` in its
+        inbox if it traps exits, or else exits with R too (``"normal"`` is ignored).
+        A dead or unknown `pid` signals ``"noproc"``; the loss of its node
+        ``"nodedown"``. Exactly one signal per link. Returns at once; linking twice is
+        one link; linking to itself is a no-op.
+        """
+        self._node._links.link(self._id, pid)
+
+    def unlink(self, pid: Pid) -> None:
+        """Remove the link to `pid`: no exit signal for it afterwards, on either side
+        (one already queued for this process is dropped)."""
+        self._node._links.unlink(self._id, pid)
+
+    @property
+    def trap_exits(self) -> bool:
+        """Whether exit signals of links arrive as ``zenmon.Exit`` messages (True) or
+        kill this process (False, the default)."""
+        return self._trap_exits
+
+    @trap_exits.setter
+    def trap_exits(self, trap: bool) -> None:
+        if _set_trap(self._core, self._id, bool(trap)):
+            self._trap_exits = bool(trap)
+        elif not self._alive:
+            raise ProcessExited(f"{self.pid} has exited")
+
+    def spawn_link(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> Process:
+        """``node.spawn`` and ``link`` in one step: the child is linked before its code
+        runs, so no exit of it goes unseen. -> the child Process."""
+        if not self._alive:
+            raise ProcessExited(f"{self.pid} has exited")
+        return self._node._spawn(fn, args, name, self._link_child)
+
+    def spawn_monitor(self, fn: Callable[..., Any], *args: Any,
+                      name: str | None = None) -> tuple[Process, int]:
+        """``node.spawn`` and ``monitor`` in one step: the monitor is in place before
+        the child's code runs (so never ``"noproc"``). -> (child Process, ref)."""
+        if not self._alive:
+            raise ProcessExited(f"{self.pid} has exited")
+        refs: list[int] = []
+        child = self._node._spawn(fn, args, name,
+                                  lambda child: refs.append(self._watch_child(child)))
+        return child, refs[0]
+
+    def _link_child(self, child: Process) -> None:
+        try:
+            self.link(child.pid)
+        except ProcessExited:
+            child.exit("noproc")          # the parent died meanwhile: no orphan
+            raise
+
+    def _watch_child(self, child: Process) -> int:
+        try:
+            return self.monitor(child.pid)
+        except ProcessExited:
+            child.exit("noproc")
+            raise
+
     def monitor_node(self, address: str) -> int:
         """Watch the node at `address`. -> ref (returns at once).
 
@@ -151,6 +220,67 @@ class Process:
         is dropped (and unsubscribed remotely). Exiting twice is a no-op.
         """
         self._node._exit_process(self, reason)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until this process is dead; TimeoutError after `timeout` seconds."""
+        if not self._alive:
+            return
+        done = threading.Event()
+        if not self._add_exit_waiter(done.set):
+            return
+        if not done.wait(timeout):
+            self._remove_exit_waiter(done.set)
+            if self._alive:
+                raise TimeoutError(f"{self.pid} still alive after {timeout} s")
+
+    async def wait(self) -> None:
+        """Wait (on the running event loop) until this process is dead."""
+        if not self._alive:
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        if not self._add_exit_waiter(wake):
+            return
+        try:
+            await future
+        finally:
+            self._remove_exit_waiter(wake)
+
+    def _add_exit_waiter(self, wake: Callable[[], None]) -> bool:
+        # under the lock that _died takes after clearing _alive: no wake-up is missed
+        with self._lock:
+            if not self._alive:
+                return False
+            if self._exit_waiters is None:
+                self._exit_waiters = []
+            self._exit_waiters.append(wake)
+            return True
+
+    def _remove_exit_waiter(self, wake: Callable[[], None]) -> None:
+        with self._lock:
+            if self._exit_waiters and wake in self._exit_waiters:
+                self._exit_waiters.remove(wake)
+
+    def _died(self) -> None:
+        """Called once by the node after the process died: wake and stop its runner."""
+        self._alive = False
+        with self._lock:
+            exit_waiters, self._exit_waiters = self._exit_waiters, None
+        if self._waiters:
+            self._wake()
+        for wake in exit_waiters or ():
+            try:
+                wake()
+            except RuntimeError:           # a waiter's event loop has closed
+                pass
+        cancel = self._cancel
+        if cancel is not None:
+            self._cancel = None
+            cancel()
 
     def receive(self, timeout: float | None = None) -> Any:
         """Next inbox message in arrival order; waits up to `timeout` seconds.

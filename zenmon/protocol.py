@@ -31,6 +31,10 @@ MAX_SUMMARY_SIZE = 100_000           # the most certificates a HELLO may ask per
 MAX_SUMMARY_INTERVAL = 60_000        # ms
 MAX_ADDRESS = 1024                   # bytes of a HELLO's address
 
+#: Set in a SUBSCRIBE's count word when a link section follows the instructions.
+LINKS_FLAG = 1 << 62
+LINK_OP_SIZE = 24                    # op u32, reason index u32, target u64, other u64
+
 # connector -> proxy
 HELLO = 1            # body: the sender node's address (utf-8) [, NUL, HELLO_OPTIONS]
 SUBSCRIBE = 2        # body: seq, ack, n, n packed instructions, msgpack {name key: name}
@@ -135,33 +139,70 @@ def pack_seq_ack(seq: int, ack: int) -> bytes:
     return SEQ_ACK.pack(seq, ack)
 
 
-def pack_subscribe(seq: int, ack: int, instructions: bytes, names: dict[int, str]) -> bytes:
-    """Body of SUBSCRIBE: instructions are packed uint64 (bit 63 = unsubscribe)."""
+def pack_subscribe(seq: int, ack: int, instructions: bytes, names: dict[int, str],
+                   link_ops: bytes = b"", link_reasons: bytes = b"") -> bytes:
+    """Body of SUBSCRIBE: instructions are packed uint64 (bit 63 = unsubscribe).
+
+    With link ops (LINK_OP_SIZE bytes each, see docs/protocol.md) the count word has
+    LINKS_FLAG set and the link section follows the instructions: ``m u64, m ops,
+    r u64, r bytes of encoded reasons``.
+    """
     tail = msgpack.packb(names) if names else b""
-    return SEQ_ACK.pack(seq, ack) + COUNT.pack(len(instructions) // 8) + instructions + tail
+    n = len(instructions) // 8
+    if not link_ops:
+        return SEQ_ACK.pack(seq, ack) + COUNT.pack(n) + instructions + tail
+    return (SEQ_ACK.pack(seq, ack) + COUNT.pack(n | LINKS_FLAG) + instructions
+            + COUNT.pack(len(link_ops) // LINK_OP_SIZE) + link_ops
+            + COUNT.pack(len(link_reasons)) + link_reasons + tail)
 
 
 def unpack_subscribe(frame: bytes, max_batch: int = MAX_BATCH,
                      ) -> tuple[int, int, memoryview, dict[int, str]]:
-    """-> (seq, ack, packed instructions, names) of a SUBSCRIBE frame.
+    """-> (seq, ack, packed instructions, names) of a SUBSCRIBE frame (see
+    ``unpack_subscribe_links``, which also returns the link section)."""
+    seq, ack, instructions, names, _, _ = unpack_subscribe_links(frame, max_batch)
+    return seq, ack, instructions, names
 
-    At most `max_batch` instructions; the names map may hold no more entries than
-    there are instructions (each is a name key's name), each name at most MAX_NAME
-    bytes: decoding costs no more than the work the frame asks for.
+
+def unpack_subscribe_links(frame: bytes, max_batch: int = MAX_BATCH,
+                           ) -> tuple[int, int, memoryview, dict[int, str], memoryview, bytes]:
+    """-> (seq, ack, packed instructions, names, packed link ops, encoded link reasons).
+
+    At most `max_batch` instructions and as many link ops; the names map may hold no
+    more entries than there are instructions (each is a name key's name), each name
+    at most MAX_NAME bytes: decoding costs no more than the work the frame asks for.
     """
     offset = HEADER.size
     if len(frame) < offset + SEQ_ACK.size + COUNT.size:
         raise ProtocolError("SUBSCRIBE body too short")
     seq, ack = SEQ_ACK.unpack_from(frame, offset)
-    (n,) = COUNT.unpack_from(frame, offset + SEQ_ACK.size)
+    (word,) = COUNT.unpack_from(frame, offset + SEQ_ACK.size)
+    n, has_links = word & ~LINKS_FLAG, word & LINKS_FLAG
     start = offset + SEQ_ACK.size + COUNT.size
     end = start + 8 * n
     if end > len(frame):
         raise ProtocolError("SUBSCRIBE instruction count exceeds the frame")
     if n > max_batch:
         raise ProtocolError(f"SUBSCRIBE of {n} instructions is over max_batch {max_batch}")
+    view = memoryview(frame)
+    link_ops = view[end:end]
+    link_reasons = b""
+    if has_links:
+        if end + COUNT.size > len(frame):
+            raise ProtocolError("SUBSCRIBE link section too short")
+        (m,) = COUNT.unpack_from(frame, end)
+        ops_end = end + COUNT.size + LINK_OP_SIZE * m
+        if m > max_batch or ops_end + COUNT.size > len(frame):
+            raise ProtocolError("SUBSCRIBE link op count exceeds the frame or max_batch")
+        (r,) = COUNT.unpack_from(frame, ops_end)
+        reasons_end = ops_end + COUNT.size + r
+        if reasons_end > len(frame):
+            raise ProtocolError("SUBSCRIBE link reasons exceed the frame")
+        link_ops = view[end + COUNT.size:ops_end]
+        link_reasons = frame[ops_end + COUNT.size:reasons_end]
+        end = reasons_end
     names = _unpack_names(frame[end:], n) if end < len(frame) else {}
-    return seq, ack, memoryview(frame)[start:end], names
+    return seq, ack, view[start:start + 8 * n], names, link_ops, link_reasons
 
 
 def pack_dead_summary(seq: int, ack: int, keys: bytes, indexes: bytes,

@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
+from . import _core
 from . import protocol as p
 from ._core import Batcher
 from .address import advertised, split_endpoint
 from .batcher import dead_summary_body
+from .codec import decode_reasons
 
 if TYPE_CHECKING:
     from .node import Node
@@ -231,11 +233,16 @@ class Proxy:
     def handle_session(self, peer: Peer, kind: int, frame: bytes, now: float) -> None:
         """Apply one frame of an established session."""
         if kind == p.SUBSCRIBE:
-            seq, ack, instructions, names = p.unpack_subscribe(
+            seq, ack, instructions, names, link_ops, link_reasons = p.unpack_subscribe_links(
                 frame, self._node._config.max_batch)
             self.acked(peer, ack)
             if seq == peer.expected:
+                reasons = decode_reasons(link_reasons) if link_reasons else []
+                if not isinstance(reasons, list):
+                    raise p.ProtocolError("link reasons are not a list")
                 self.apply(peer, instructions, names)
+                if link_ops:
+                    self.apply_links(peer, link_ops, reasons)
                 peer.expected += 1
             elif seq > peer.expected:
                 self.nack(peer, now)
@@ -288,6 +295,12 @@ class Proxy:
                                   resolve_name)
         self.noproc_enqueued += len(peer.batcher) - before
 
+    def apply_links(self, peer: Peer, link_ops: memoryview, reasons: list[Any]) -> None:
+        """Apply the link ops of one SUBSCRIBE (after its instructions)."""
+        if _core.links_apply(self._core, peer.index, peer.address, peer.incarnation,
+                             link_ops, reasons):
+            self._node._downs_queued()
+
     def acked(self, peer: Peer, ack: int) -> None:
         """Forget dead summaries the connector has applied."""
         unacked = peer.unacked
@@ -324,6 +337,8 @@ class Proxy:
             _log.warning("zenmon proxy %s: dropped peer %s (session %x): %s",
                          self._node.address, peer.address[:200], peer.session, over_bound)
         self._core.drop_peer(peer.index)
+        if _core.links_drop_peer(self._core, peer.index, peer.address, peer.incarnation):
+            self._node._downs_queued()     # the links it made fire "nodedown"
         del self.peers[peer.identity]
         peer.unacked.clear()
         peer.unacked_bytes = 0

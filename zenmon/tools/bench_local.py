@@ -62,6 +62,8 @@ __all__ = [
     "Population",
     "build_population",
     "fanout",
+    "link_all",
+    "link_unlink_round",
     "main",
     "measure_memory",
     "monitor_all",
@@ -192,6 +194,37 @@ def monitor_demonitor_round(
     return t1 - t0, t2 - t1, t3 - t2
 
 
+def link_all(pop: Population) -> None:
+    """Link each watcher to its share of the targets (N links, two records each)."""
+    k = pop.per_watcher
+    pids = pop.target_pids
+    for i, watcher in enumerate(pop.watchers):
+        link = watcher.link
+        for pid in pids[i * k:(i + 1) * k]:
+            link(pid)
+
+
+def link_unlink_round(pop: Population, inner: int, rng: random.Random) -> tuple[int, int]:
+    """One timed round on a live link table -> nanoseconds for ``inner`` ``link(pid)``
+    calls to random targets, then for the ``unlink(pid)`` calls that undo them."""
+    i = rng.randrange(len(pop.watchers))
+    watcher = pop.watchers[i]
+    link, unlink = watcher.link, watcher.unlink
+    pids = pop.target_pids
+    k = pop.per_watcher                      # not its own share: those are linked already
+    picks = list({pids[((i + 1) * k + rng.randrange(len(pids) - k)) % len(pids)]
+                  for _ in range(inner)})
+    clock = time.perf_counter_ns
+    t0 = clock()
+    for pid in picks:
+        link(pid)
+    t1 = clock()
+    for pid in picks:
+        unlink(pid)
+    t2 = clock()
+    return (t1 - t0) * inner // len(picks), (t2 - t1) * inner // len(picks)
+
+
 @dataclass
 class FanoutResult:
     """Timings of one fan-out: exits, then draining every DOWN."""
@@ -245,8 +278,8 @@ def fanout(pop: Population, reason: Any = "killed", timeout: float = DRAIN_TIMEO
 # --------------------------------------------------------------------------
 
 
-def memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
-    """Runs in the subprocess: processes first, baseline, then N monitors."""
+def memory_child(impl: str, n: int, mode: str, what: str = "monitor") -> dict[str, Any]:
+    """Runs in the subprocess: processes first, baseline, then N monitors (or links)."""
     import tracemalloc
 
     rss0 = rss_bytes()
@@ -257,7 +290,10 @@ def memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
     rss1 = rss_bytes()
     if mode == "tracemalloc":
         tracemalloc.start()
-    monitor_all(pop)
+    if what == "link":
+        link_all(pop)
+    else:
+        monitor_all(pop)
     gc.collect()
     if mode == "tracemalloc":
         traced, _peak = tracemalloc.get_traced_memory()
@@ -277,7 +313,8 @@ def memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
     return figures
 
 
-def measure_memory(impl: str, n: int, mode: str = "rss", timeout: float = 3600.0) -> dict[str, Any]:
+def measure_memory(impl: str, n: int, mode: str = "rss", timeout: float = 3600.0,
+                   what: str = "monitor") -> dict[str, Any]:
     """Bytes per monitor for ``n`` monitors, measured in a fresh subprocess.
 
     ``mode`` is ``"rss"`` (delta of /proc/self/statm; sees every allocator) or
@@ -295,7 +332,7 @@ def measure_memory(impl: str, n: int, mode: str = "rss", timeout: float = 3600.0
         "import json, sys\n"
         f"sys.path[:] = {[p for p in sys.path if p]!r}\n"
         "from zenmon.tools.bench_local import memory_child\n"
-        f"print(json.dumps(memory_child({impl!r}, {n!r}, {mode!r})))\n"
+        f"print(json.dumps(memory_child({impl!r}, {n!r}, {mode!r}, {what!r})))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -501,6 +538,41 @@ def memory(ctx: Context, impl: str) -> dict[str, float]:
             figures[f"@{label_n(n)} ({mode}), B/monitor"] = result["bytes_per_monitor"]
             if mode == "rss":
                 figures[f"@{label_n(n)} process (rss), B/process"] = result["bytes_per_process"]
+    return figures
+
+
+@scenario("links", implementations=("zenmon",), repeatable=False)
+def links(ctx: Context, impl: str) -> dict[str, float]:
+    """link() cost, in bulk and per call at N live links, and bytes per link (the
+    baseline has no links: zenmon's figures only, next to its monitor figures)."""
+    ctx.drop()
+    gc.collect()
+    pop = build_population(impl, ctx.n)
+    try:
+        gc.collect()
+        ctx.log(f"{impl}: linking {pop.n:,} targets")
+        t0 = time.perf_counter()
+        link_all(pop)
+        t1 = time.perf_counter()
+        rng = random.Random(ctx.seed)
+        link_unlink_round(pop, min(ctx.inner, 1000), rng)       # warm-up
+        linked, unlinked = [], []
+        for _ in range(ctx.rounds):
+            a, b = link_unlink_round(pop, ctx.inner, rng)
+            linked.append(a / ctx.inner)
+            unlinked.append(b / ctx.inner)
+        n = pop.n
+    finally:
+        pop.close()
+    live = label_n(n)
+    figures = {
+        "bulk link, ns/link": (t1 - t0) * 1e9 / n,
+        f"link() @{live} live, ns/call": statistics.median(linked),
+        f"unlink() @{live} live, ns/call": statistics.median(unlinked),
+    }
+    ctx.log(f"{impl}: bytes per link at {n:,} (rss, subprocess)")
+    figures[f"@{live} (rss), B/link"] = measure_memory(impl, n, "rss", what="link")[
+        "bytes_per_monitor"]
     return figures
 
 
