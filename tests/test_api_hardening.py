@@ -216,3 +216,18 @@ def test_a_node_never_started_holds_no_fds():
     nodes = [zenmon.Node(listen=LOOPBACK) for _ in range(10)]
     assert _fds() == fds
     del nodes
+
+
+# ------------------------------------------------------ item 12 (connect)
+
+
+@pytest.mark.parametrize("bad", ["not-an-address", "tcp://host", "tcp://h:0", "udp://h:1",
+                                 "tcp://[zz::1]:5"])
+def test_connect_rejects_a_malformed_address_at_the_call(node, bad):
+    with pytest.raises(ValueError):
+        node.connect(bad, timeout=0.5)
+
+
+def test_connect_rejects_a_non_string(node):
+    with pytest.raises(TypeError):
+        node.connect(1234)   # type: ignore[arg-type]

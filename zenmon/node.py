@@ -37,6 +37,7 @@ from .local import Local
 from .messages import Down, DownBatch, Exit
 from .node_events import NodeMonitors
 from .process import Process
+from .protocol import check_address
 from .proxy import Proxy
 from .truncator import truncate
 
@@ -430,8 +431,7 @@ class Node:
 
         Waits at most `timeout` seconds (default: the ``connect_timeout`` setting).
         """
-        if not isinstance(address, str):
-            raise TypeError("connect takes a node address string")
+        check_address(address)          # TypeError / ValueError here, not on the I/O thread
         self._require_started()
         if address == self.address:
             return "compatible"
