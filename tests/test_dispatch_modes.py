@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -75,67 +76,83 @@ def test_adaptive_keeps_each_inbox_backlog_bounded(node):
     assert seen == set(refs)
 
 
-def test_adaptive_interleaves_work_with_a_storm(node):
-    node.configure(dispatch_mode="adaptive", adaptive_backlog=32)
+def _most_downs_ahead_of_work(node, backlog: int) -> int:
+    """A storm of 4,000 DOWNs read with a work message sent every 200 DOWNs.
+
+    -> the most DOWNs found ahead of one work message. The reader, and nobody
+    else, sends each work message to itself, after giving the dispatcher time to
+    fill the inbox past `backlog` if its mode would, and counts the DOWNs it
+    receives before that message: exactly the DOWNs that were ahead of it.
+    """
     watcher = node.process()
-    refs = _storm(node, watcher, 5000)
-    stop = threading.Event()
-
-    def send_work():
-        while not stop.is_set():
-            watcher.send(("work", time.monotonic()))
-            time.sleep(0.001)   # the work cadence of the scenario, not synchronisation
-
-    sender = threading.Thread(target=send_work)
-    sender.start()
-    try:
-        downs, waits = set(), []
-        while len(downs) < len(refs):
-            message = watcher.receive(timeout=10)
-            if isinstance(message, zenmon.Down):
+    refs = _storm(node, watcher, 4000)
+    downs, most_ahead = set(), 0
+    while len(downs) < len(refs):
+        if len(downs) % 200 == 0:
+            # time for an unpaced dispatcher to overfill the inbox: a bounded wait
+            # that ends early once it has (the condition under test), not a sync
+            deadline = time.monotonic() + 0.05
+            while len(watcher._messages) <= backlog and time.monotonic() < deadline:
+                time.sleep(0.001)
+            watcher.send("work")
+            ahead = 0
+            while (message := watcher.receive(timeout=10)) != "work":
                 assert message.ref not in downs
                 downs.add(message.ref)
-            else:
-                waits.append(time.monotonic() - message[1])
-    finally:
-        stop.set()
-        sender.join()
+                ahead += 1
+            most_ahead = max(most_ahead, ahead)
+            continue
+        message = watcher.receive(timeout=10)
+        assert isinstance(message, zenmon.Down) and message.ref not in downs
+        downs.add(message.ref)
     assert downs == set(refs)
-    assert waits, "work messages interleave with the storm instead of waiting it out"
+    return most_ahead
+
+
+def test_adaptive_interleaves_work_with_a_storm(node):
+    """No more than adaptive_backlog DOWNs are ever ahead of a work message."""
+    node.configure(dispatch_mode="adaptive", adaptive_backlog=32)
+    assert 0 < _most_downs_ahead_of_work(node, 32) <= 32
+
+
+def test_the_interleaving_check_fails_without_adaptive_pacing(node):
+    """Control for the test above: an unpaced storm does put more than that ahead."""
+    node.configure(dispatch_mode="token_bucket", demand_amount=4000, demand_interval=100)
+    assert _most_downs_ahead_of_work(node, 32) > 32
 
 
 def test_no_wakeup_is_lost_between_producers_and_blocked_receivers(node):
     """Producers look for waiters without the inbox lock; receivers re-check after
-    registering. Hammer that window: every message must be received, none stuck."""
+    registering. Hammer that window with a ping-pong: the receiver waits without a
+    timeout, so a lost wake-up leaves it blocked with a message in its inbox and
+    the sender's bounded wait for its answer fails."""
     inbox = node.process()
-    n, senders = 20_000, 2
+    rounds = 5000
+    answered = threading.Event()
     got, errors = [], []
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
 
     def consume():
         try:
-            while True:
-                message = inbox.receive(timeout=10)   # a lost wake-up: TimeoutError
-                if message is None:
-                    return
-                got.append(message)
+            for _ in range(rounds):
+                got.append(inbox.receive())      # no timeout: nothing masks a lost wake-up
+                answered.set()
         except Exception as exc:   # reported by the assertion below
             errors.append(exc)
+            answered.set()
 
-    def produce(offset):
-        for i in range(n // senders):
-            inbox.send(offset + i)
-
-    consumers = [threading.Thread(target=consume) for _ in range(3)]
-    producers = [threading.Thread(target=produce, args=(k * n,)) for k in range(senders)]
-    for thread in consumers + producers:
-        thread.start()
-    for thread in producers:
-        thread.join()
-    wait_for(lambda: len(got) == n, timeout=30)
-    for _ in consumers:
-        inbox.send(None)
-    for thread in consumers:
-        thread.join(timeout=10)
-    assert sorted(got) == sorted(k * n + i for k in range(senders) for i in range(n // senders))
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    try:
+        for i in range(rounds):
+            answered.clear()
+            inbox.send(i)
+            assert answered.wait(10), f"wake-up lost in round {i}: {len(inbox._messages)} queued"
+    finally:
+        sys.setswitchinterval(old)
+        if consumer.is_alive():
+            inbox.exit("test over")     # a blocked receive raises ProcessExited
+        consumer.join(10)
+    assert got == list(range(rounds))
     assert not errors
-    assert not any(thread.is_alive() for thread in consumers)

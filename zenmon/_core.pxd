@@ -105,6 +105,7 @@ cdef class Core:
     cdef uint64_t *conn_targets     # distinct targets per connector (0: local)
     cdef uint32_t conn_cap
     cdef uint32_t stamp
+    cdef bint touched_owner         # set by release_fired: first DOWN of a tick
     cdef readonly DeathQueue downs
     cdef dict parked               # process slot -> DeathQueue of DOWNs for a full inbox
     cdef Py_ssize_t parked_total
@@ -122,6 +123,7 @@ cdef class Core:
     cdef readonly uint64_t n_monitor, n_demonitor, n_enqueue, n_connector_enqueue
     cdef readonly uint64_t n_delivered, n_processed, n_batches, n_batcher_enqueue
     cdef readonly uint64_t n_batch_length
+    cdef readonly uint64_t n_retired      # slots whose 2**32 generations are used up
 
     cdef uint32_t monitor_alloc(self) except? NIL
     cdef uint64_t add_monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key,
@@ -136,12 +138,17 @@ cdef class Core:
     cdef void unlink_from_subscriber(self, uint32_t m) noexcept
     cdef int release_target_if_empty(self, uint32_t t) except -1
     cdef uint32_t process_slot(self, uint64_t pid_id) noexcept
+    cdef int grow_processes(self) except -1
     cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1
     cdef int enqueue_connector(self, uint32_t conn, uint64_t value) except -1
     cdef void subscription_free(self, uint32_t q) noexcept
     cdef Py_ssize_t room_in(self, uint32_t s, dict batches,
                             Py_ssize_t max_backlog) except -1
     cdef uint32_t live_subscriber(self, uint64_t ref) noexcept
-    cdef int hand_down(self, uint64_t ref, object death, dict batches,
-                       list touched) except -1
+    cdef object down_of(self, uint64_t ref, object death)
+    cdef void release_fired(self, uint32_t s, uint64_t ref) noexcept
+    cdef bint hand_down(self, uint32_t s, uint64_t ref, object death, dict batches,
+                        list touched) except -1
+    cdef int deliver_batch(self, uint32_t s, list refs, list deaths, bint track_last,
+                           list touched) except -1
     cdef int park(self, uint32_t s, QueuedDown q) except -1

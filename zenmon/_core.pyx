@@ -15,6 +15,7 @@ from collections import deque
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
+from cpython.tuple cimport PyTuple_New
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
@@ -52,6 +53,27 @@ cdef inline object new_down(object down_type, object ref, object pid, object rea
     PyTuple_SET_ITEM(down, 2, reason)
     PyObject_GC_UnTrack(raw)
     return down
+
+
+cdef inline object new_batch(object batch_type, tuple downs):
+    """A bulk message: ``batch_type(downs)`` built in C (no Python ``__new__`` runs).
+
+    Untracked by the cyclic GC like a Down, and so is its tuple of Downs.
+    """
+    cdef PyTypeObject *kind
+    cdef PyObject *raw
+    if PyObject_GC_IsTracked(downs):
+        PyObject_GC_UnTrack(<void *>downs)
+    if batch_type is tuple:
+        return downs
+    kind = <PyTypeObject *>batch_type
+    raw = kind.tp_alloc(kind, 1)
+    batch = <object>raw
+    Py_XDECREF(raw)
+    Py_INCREF(downs)
+    PyTuple_SET_ITEM(batch, 0, downs)
+    PyObject_GC_UnTrack(raw)
+    return batch
 
 
 cdef inline void untrack_death(object death) noexcept:
@@ -194,13 +216,17 @@ cdef class Core:
 
     cdef void monitor_free(self, uint32_t m) noexcept:
         cdef MonitorRecord *rec = &self.monitors[m]
+        rec.flags = STATE_FREE
+        self.monitors_live -= 1
         rec.gen += 1
         if rec.gen == 0:
-            rec.gen = 1
-        rec.flags = STATE_FREE
+            # every generation of this slot has been handed out: retire it for the
+            # life of the node, so an old ref can never name a new monitor
+            rec.gen = <uint32_t>LOW32
+            self.n_retired += 1
+            return
         rec.t_next = self.monitors_free
         self.monitors_free = m
-        self.monitors_live -= 1
 
     cdef uint32_t target_find(self, uint32_t conn, uint64_t key) noexcept:
         cdef uint64_t i = target_hash(conn, key) & self.target_index_mask
@@ -362,6 +388,8 @@ cdef class Core:
         cdef uint32_t slot
         cdef ProcessRecord *proc
         with cython.critical_section(self):
+            if type(inbox) is not deque:
+                raise TypeError("a process inbox is a collections.deque")
             if self.processes_free != NIL:
                 slot = self.processes_free
                 self.processes_free = self.processes[slot].proxy_head
@@ -369,18 +397,13 @@ cdef class Core:
                 self.owners[slot] = owner
             else:
                 if self.processes_top == self.processes_cap:
-                    self.processes = <ProcessRecord *>grow_slab(
-                        self.processes, sizeof(ProcessRecord), &self.processes_cap)
-                    self.stamps = <uint32_t *>PyMem_Realloc(
-                        self.stamps, self.processes_cap * sizeof(uint32_t))
-                    if self.stamps is NULL:
-                        raise MemoryError()
+                    self.grow_processes()
+                self.deliver.append(inbox)
+                self.owners.append(owner)
                 slot = self.processes_top
                 self.processes_top += 1
                 self.processes[slot].gen = 1
                 self.stamps[slot] = 0
-                self.deliver.append(inbox)
-                self.owners.append(owner)
             proc = &self.processes[slot]
             proc.alive = PROCESS_ALIVE
             proc.watch_head = NIL
@@ -471,15 +494,51 @@ cdef class Core:
                 self.parked_total -= len(<DeathQueue>parked)
                 self.n_delivered += len(<DeathQueue>parked)     # dropped: watcher dead
             self.processes[slot].alive = 0
-            self.processes[slot].gen += 1
-            if self.processes[slot].gen == 0:
-                self.processes[slot].gen = 1
-            self.processes[slot].proxy_head = self.processes_free
-            self.processes_free = slot
             self.deliver[slot] = None
             self.owners[slot] = None
             self.processes_live -= 1
+            self.processes[slot].gen += 1
+            if self.processes[slot].gen == 0:
+                # all generations used: retire the slot for the life of the node, so
+                # a stale pid can never name a new process (16 bytes per 2**32 exits)
+                self.processes[slot].gen = <uint32_t>LOW32
+                self.n_retired += 1
+            else:
+                self.processes[slot].proxy_head = self.processes_free
+                self.processes_free = slot
             return fired
+
+    cdef int grow_processes(self) except -1:
+        """Double the process slab and its stamps; on failure both stay as they were."""
+        cdef uint64_t cap = <uint64_t>self.processes_cap * 2 if self.processes_cap else 1024
+        cdef uint32_t *stamps
+        if cap >= NIL:
+            raise MemoryError("zenmon table is full (2**32 - 1 entries)")
+        stamps = <uint32_t *>PyMem_Realloc(self.stamps, cap * sizeof(uint32_t))
+        if stamps is NULL:
+            raise MemoryError()
+        self.stamps = stamps            # larger than needed until the slab follows
+        self.processes = <ProcessRecord *>grow_slab(
+            self.processes, sizeof(ProcessRecord), &self.processes_cap)
+        return 0
+
+    def _set_generation(self, uint64_t id, bint process, uint32_t gen):
+        """Test hook: give live process (or monitor) `id` generation `gen`. -> new id.
+
+        Lets tests reach the end of a slot's 2**32 generations without 2**32 exits.
+        """
+        cdef uint32_t slot = <uint32_t>(id & LOW32)
+        with cython.critical_section(self):
+            if process:
+                if self.process_slot(id) == NIL:
+                    raise ValueError("no such live process")
+                self.processes[slot].gen = gen
+            else:
+                if (slot >= self.monitors_top or self.monitors[slot].gen != <uint32_t>(id >> 32)
+                        or self.monitors[slot].flags & 3 == STATE_FREE):
+                    raise ValueError("no such monitor")
+                self.monitors[slot].gen = gen
+            return (<uint64_t>gen << 32) | slot
 
     # --------------------------------------------------------------- monitors
 
@@ -849,9 +908,16 @@ cdef class Core:
         more than PARK_LOOK_LIMIT entries of the shared queue. Bulk processes receive
         one ``batch_type(downs)`` per call. -> owners of the inboxes that received
         something (once each).
+
+        Safe against every inbox state: any allocation here may run a garbage
+        collection, hence Python code, hence another thread, which may exit a
+        watcher or demonitor an entry. So an entry's monitor is freed only in the
+        same step, free of allocations, that appends its DOWN (or its bulk batch) to
+        the inbox, after its liveness was checked again; an entry that went stale
+        meanwhile is dropped, and one watcher's exit costs no other watcher anything.
         """
         cdef list touched = []
-        cdef dict batches = {}
+        cdef dict batches = {}         # bulk slot -> [refs, deaths] of its FIRED entries
         cdef Py_ssize_t handed = 0, looked = 0, look_limit, room
         cdef QueuedDown q
         cdef uint32_t s
@@ -866,21 +932,22 @@ cdef class Core:
                     if handed >= budget:
                         break
                     s = slot
-                    parked = <DeathQueue>self.parked[slot]
+                    parked = self.parked.get(slot)
+                    if parked is None:
+                        continue               # its watcher died meanwhile
                     room = budget - handed
                     if max_backlog:
                         room = min(room, self.room_in(s, batches, max_backlog))
-                    while parked.length and room > 0:
+                    while room > 0 and parked.length and self.parked.get(slot) is parked:
                         q = parked.pop()
                         self.parked_total -= 1
-                        if self.live_subscriber(q.ref) == NIL:
-                            self.n_delivered += 1
-                        else:
-                            self.hand_down(q.ref, <object>q.death, batches, touched)
-                            room -= 1
-                            handed += 1
+                        self.n_delivered += 1
+                        if self.live_subscriber(q.ref) == s:
+                            if self.hand_down(s, q.ref, <object>q.death, batches, touched):
+                                room -= 1
+                                handed += 1
                         Py_XDECREF(<PyObject *>q.death)
-                    if not parked.length:
+                    if not parked.length and self.parked.get(slot) is parked:
                         del self.parked[slot]
                         self.processes[s].alive &= ~PROCESS_PARKED
             look_limit = downs.length
@@ -890,22 +957,20 @@ cdef class Core:
                 q = downs.pop()
                 looked += 1
                 s = self.live_subscriber(q.ref)
-                if s == NIL:
-                    self.n_delivered += 1
-                    Py_XDECREF(<PyObject *>q.death)
-                    continue
-                if max_backlog and (self.processes[s].alive & PROCESS_PARKED
-                                    or not self.room_in(s, batches, max_backlog)):
-                    self.park(s, q)              # this inbox is full: its own queue
-                    continue
-                self.hand_down(q.ref, <object>q.death, batches, touched)
+                if s != NIL and max_backlog and (
+                        self.processes[s].alive & PROCESS_PARKED
+                        or not self.room_in(s, batches, max_backlog)):
+                    if self.live_subscriber(q.ref) == s:    # room_in may have let
+                        self.park(s, q)                     # another thread run
+                        continue
+                    s = NIL
+                self.n_delivered += 1
+                if s != NIL and self.hand_down(s, q.ref, <object>q.death, batches, touched):
+                    handed += 1
                 Py_XDECREF(<PyObject *>q.death)
-                handed += 1
-            for s, pending in batches.items():
-                batch = self.batch_type(tuple(pending))
-                self.deque_append(self.deliver[s], batch)
-                if max_backlog:
-                    self.last_batch[s] = batch
+            for slot, pending in batches.items():
+                self.deliver_batch(slot, <list>(<list>pending)[0], <list>(<list>pending)[1],
+                                   max_backlog > 0, touched)
         return touched
 
     def pending(self):
@@ -921,20 +986,23 @@ cdef class Core:
         been taken (looked for by identity among at most ``max_backlog`` messages).
         """
         cdef object inbox = self.deliver[s]
-        cdef Py_ssize_t queued = len(inbox)
+        cdef Py_ssize_t queued
+        if inbox is None:
+            return 0
+        queued = len(inbox)
         if queued >= max_backlog:
             return 0
         if not self.processes[s].alive & PROCESS_BULK:
             return max_backlog - queued
         pending = batches.get(s)
         if pending is not None:
-            return max_backlog - len(<list>pending)
+            return max_backlog - len(<list>(<list>pending)[0])
         last = self.last_batch.get(s)
         if last is not None:
             for message in inbox:
                 if message is last:
                     return 0
-            del self.last_batch[s]
+            self.last_batch.pop(s, None)
         return max_backlog
 
     cdef uint32_t live_subscriber(self, uint64_t ref) noexcept:
@@ -948,31 +1016,97 @@ cdef class Core:
             return NIL
         return rec.subscriber
 
-    cdef int hand_down(self, uint64_t ref, object death, dict batches,
-                       list touched) except -1:
-        """Deliver the DOWN of live queued entry `ref` (the caller drops the entry)."""
+    cdef object down_of(self, uint64_t ref, object death):
+        """The Down for queued entry `ref` (allocates: other threads may run)."""
         cdef uint32_t m = <uint32_t>(ref & LOW32)
-        cdef uint32_t s = self.monitors[m].subscriber
         pid = (<tuple>death)[0]
         if self.monitors[m].flags & FLAG_BY_NAME and (<tuple>death)[2] is not None:
             pid = (<tuple>death)[2]
-        down = new_down(self.down_type, ref, pid, (<tuple>death)[1])
+        return new_down(self.down_type, ref, pid, (<tuple>death)[1])
+
+    cdef void release_fired(self, uint32_t s, uint64_t ref) noexcept:
+        """Free the FIRED monitor `ref` of watcher `s` once its DOWN is in the inbox."""
+        cdef uint32_t m = <uint32_t>(ref & LOW32)
         self.unlink_from_subscriber(m)
         self.monitor_free(m)
+        if self.stamps[s] != self.stamp:
+            self.stamps[s] = self.stamp
+            self.touched_owner = True
+        self.n_processed += 1
+
+    cdef bint hand_down(self, uint32_t s, uint64_t ref, object death, dict batches,
+                        list touched) except -1:
+        """Deliver live queued entry `ref` of watcher `s`. -> False when it went stale.
+
+        A bulk watcher's entry is only collected here (its monitor stays FIRED, so a
+        demonitor still finds it); ``deliver_batch`` hands the batch over.
+        """
+        cdef list pending
         if self.processes[s].alive & PROCESS_BULK:
             pending = batches.get(s)
             if pending is None:
-                batches[s] = [down]
-            else:
-                (<list>pending).append(down)
-        else:
-            self.deque_append(self.deliver[s], down)
-        if self.stamps[s] != self.stamp:
-            self.stamps[s] = self.stamp
+                pending = [[], []]
+                batches[s] = pending
+            (<list>pending[0]).append(ref)
+            (<list>pending[1]).append(death)
+            return True
+        down = self.down_of(ref, death)
+        # allocations done: from here to the append nothing can run other Python code
+        if self.live_subscriber(ref) != s:
+            return False
+        self.touched_owner = False
+        self.release_fired(s, ref)
+        self.deque_append(self.deliver[s], down)
+        if self.touched_owner:
             touched.append(self.owners[s])
-        self.n_delivered += 1
-        self.n_processed += 1
-        return 0
+        return True
+
+    cdef int deliver_batch(self, uint32_t s, list refs, list deaths, bint track_last,
+                           list touched) except -1:
+        """Hand bulk watcher `s` one batch of its collected entries that are still live.
+
+        The Downs and the batch are built first (allocations: other threads may run);
+        then, with no allocation in between, every entry is checked again, and the
+        monitors are freed and the batch appended together. An entry that went stale
+        meanwhile makes the batch be built again without it.
+        """
+        cdef Py_ssize_t i, n, k
+        cdef tuple downs
+        cdef bint stale
+        while True:
+            n = len(refs)
+            k = 0
+            for i in range(n):
+                if self.live_subscriber(<uint64_t>refs[i]) == s:
+                    refs[k] = refs[i]
+                    deaths[k] = deaths[i]
+                    k += 1
+            del refs[k:]
+            del deaths[k:]
+            if not k:
+                return 0
+            downs = PyTuple_New(k)
+            for i in range(k):
+                down = self.down_of(<uint64_t>refs[i], deaths[i])
+                Py_INCREF(down)
+                PyTuple_SET_ITEM(downs, i, down)
+            batch = new_batch(self.batch_type, downs)
+            stale = False
+            for i in range(k):
+                if self.live_subscriber(<uint64_t>refs[i]) != s:
+                    stale = True
+                    break
+            if stale:
+                continue
+            self.touched_owner = False
+            for i in range(k):
+                self.release_fired(s, <uint64_t>refs[i])
+            self.deque_append(self.deliver[s], batch)
+            if track_last:
+                self.last_batch[s] = batch
+            if self.touched_owner:
+                touched.append(self.owners[s])
+            return 0
 
     cdef int park(self, uint32_t s, QueuedDown q) except -1:
         """Move queued entry `q` (and its reference) to watcher `s`'s parked queue."""
@@ -984,6 +1118,72 @@ cdef class Core:
         (<DeathQueue>parked).push_owned(q.ref, q.death)
         self.parked_total += 1
         return 0
+
+    def flush(self, object inbox not None, uint64_t ref):
+        """Remove the DOWN for `ref` from `inbox`: a Down, or one inside a batch.
+
+        In place and in order (a batch is replaced by one without that DOWN). The
+        scan and the removal run with no allocation in between, so no other thread
+        appends or takes a message meanwhile; rebuilding a batch allocates, so the
+        batch is found again by identity afterwards (and the scan repeated if another
+        thread changed it). -> True when a DOWN was removed.
+        """
+        cdef Py_ssize_t i, j, n
+        cdef tuple downs, kept
+        cdef object found, replacement
+        cdef object ref_obj = ref
+        cdef bint in_batch
+        while True:
+            found = None
+            in_batch = False
+            i = 0
+            for message in inbox:       # no Python code runs in this loop
+                if type(message) is self.down_type:
+                    item = (<tuple>message)[0]
+                    if type(item) is int and item == ref_obj:
+                        found = message
+                        break
+                elif type(message) is self.batch_type and self.batch_type is not tuple:
+                    downs = (<tuple>message)[0]
+                    for down in downs:
+                        if type(down) is self.down_type:
+                            item = (<tuple>down)[0]
+                            if type(item) is int and item == ref_obj:
+                                found = message
+                                in_batch = True
+                                break
+                    if in_batch:
+                        break
+                i += 1
+            if found is None:
+                return False
+            if not in_batch:
+                del inbox[i]
+                return True
+            downs = (<tuple>found)[0]
+            n = len(downs)
+            kept = PyTuple_New(n - 1)
+            j = 0
+            for down in downs:
+                item = (<tuple>down)[0]
+                if not (type(item) is int and item == ref_obj) and j < n - 1:
+                    Py_INCREF(down)
+                    PyTuple_SET_ITEM(kept, j, down)
+                    j += 1
+            replacement = new_batch(self.batch_type, kept) if n > 1 else None
+            # allocations done: find the batch again, it may have moved or gone
+            i = 0
+            for message in inbox:
+                if message is found:
+                    break
+                i += 1
+            else:
+                continue
+            if replacement is None:
+                del inbox[i]
+            else:
+                inbox[i] = replacement
+            return True
 
     # ----------------------------------------------------------------- metrics
 
@@ -1015,6 +1215,7 @@ cdef class Core:
             "delivered": self.n_delivered,
             "processed": self.n_processed,
             "batcher_enqueue": self.n_batcher_enqueue,
+            "retired_slots": self.n_retired,
         }
 
     def memory_bytes(self):

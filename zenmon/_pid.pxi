@@ -15,6 +15,9 @@ cdef class Pid:
     __zenmon_pid__ = True
 
     def __init__(self, str node not None, uint64_t incarnation, uint64_t id):
+        if self.node is not None:
+            # a pid is a dict key and a set member: it must never change once made
+            raise TypeError("zenmon.Pid is immutable")
         self.node = node
         self.incarnation = incarnation
         self.id = id

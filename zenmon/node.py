@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import inspect
 import logging
 import os
@@ -37,6 +38,8 @@ from .proxy import Proxy
 from .truncator import truncate
 
 _log = logging.getLogger("zenmon")
+#: bind failures that are about the machine (address in use, not ours...), not the text
+_OS_BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM}
 _last_incarnation = 0
 _incarnation_lock = threading.Lock()
 
@@ -77,8 +80,8 @@ class Node:
         self._running = False
         self._context: zmq.Context[Any] | None = None
         self._wire = _metrics.WireCounters()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
+        self._wake_r = self._wake_w = -1       # the wake pipe: made by start()
+        self._wake_lock = threading.Lock()     # no write races the pipe's close
         self._wake_pending = False
         self._poller = zmq.Poller()
         self._handlers: dict[Any, Callable[[], None]] = {}
@@ -108,7 +111,19 @@ class Node:
         self.incarnation = _new_incarnation()
         self._context = zmq.Context()
         self._proxy = Proxy(self)
-        self.address = self._proxy.bind(self._listen)
+        try:
+            self.address = self._proxy.bind(self._listen)
+        except zmq.ZMQError as exc:
+            self._release_start()
+            message = f"cannot listen on {self._listen!r}: {exc.strerror}"
+            if exc.errno in _OS_BIND_ERRORS:
+                raise OSError(exc.errno, message) from exc
+            raise ValueError(message) from exc
+        except BaseException:
+            self._release_start()
+            raise
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         self._core.set_identity(self.address, self.incarnation)
         self._local = Local(self)
         self._dispatcher = Dispatcher(self)
@@ -117,6 +132,15 @@ class Node:
                                         daemon=True)
         self._thread.start()
         return self
+
+    def _release_start(self) -> None:
+        """Undo a start that failed: close the ROUTER, stop ZAP, destroy the context."""
+        self._proxy.close()
+        if self._curve is not None:
+            self._curve.stop()
+        if self._context is not None:
+            self._context.destroy(linger=0)
+            self._context = None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the I/O thread and close every socket. Local processes stay as they are.
@@ -132,7 +156,10 @@ class Node:
             self._thread.join(timeout)
         if self._context is not None:
             self._context.destroy(linger=0)
-        for fd in (self._wake_r, self._wake_w):
+        with self._wake_lock:             # a late _wake_io must not write to a reused fd
+            fds = (self._wake_r, self._wake_w)
+            self._wake_r = self._wake_w = -1
+        for fd in fds:
             try:
                 os.close(fd)
             except OSError:
@@ -339,10 +366,13 @@ class Node:
     def _wake_io(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
-            try:
-                os.write(self._wake_w, b"!")
-            except OSError:
-                pass
+            with self._wake_lock:
+                if self._wake_w < 0:          # not started, or stopped: nothing to wake
+                    return
+                try:
+                    os.write(self._wake_w, b"!")
+                except OSError:
+                    pass
 
     def _call_in_io(self, command: Callable[[], None]) -> None:
         self._commands.append(command)

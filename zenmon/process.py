@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import Pid as _Pid
 from .errors import ProcessExited
-from .messages import Down as _Down
-from .messages import DownBatch as _DownBatch
 
 if TYPE_CHECKING:
     from ._core import Pid
@@ -93,22 +91,8 @@ class Process:
         if 0 < ref < 18446744073709551616:
             self._core.demonitor(self._id, ref)
         if flush:
-            with self._lock:
-                kept = []
-                changed = False
-                for message in self._messages:
-                    if type(message) is _Down and message.ref == ref:
-                        changed = True
-                        continue
-                    if type(message) is _DownBatch and any(d.ref == ref for d in message.downs):
-                        changed = True
-                        message = _DownBatch(tuple(d for d in message.downs if d.ref != ref))
-                        if not message.downs:
-                            continue
-                    kept.append(message)
-                if changed:
-                    self._messages.clear()
-                    self._messages.extend(kept)
+            # in C, in place: atomic against every appender, order kept
+            self._core.flush(self._messages, ref)
         return True
 
     def set_bulk(self, enabled: bool = True) -> None:
@@ -138,8 +122,11 @@ class Process:
         """Next inbox message in arrival order; waits up to `timeout` seconds.
 
         Raises the built-in TimeoutError on timeout, and ProcessExited when the
-        process is dead and its inbox is empty.
+        process is dead and its inbox is empty. `timeout` is None or a finite
+        number >= 0 (NaN or negative: ValueError, as ``queue.Queue.get``); ``inf``
+        (or anything past ``threading.TIMEOUT_MAX``) means no timeout.
         """
+        timeout = _check_timeout(timeout)
         messages = self._messages
         try:
             message = messages.popleft()
@@ -182,6 +169,7 @@ class Process:
 
     async def areceive(self, timeout: float | None = None) -> Any:
         """``receive`` for asyncio: awaits the next message on the running loop."""
+        timeout = _check_timeout(timeout)
         messages = self._messages
         try:
             message = messages.popleft()
@@ -250,6 +238,26 @@ class Process:
                     wake()
                 except (RuntimeError, ValueError):  # a waiter's event loop has closed
                     pass
+
+
+#: Waits longer than this are waits without a deadline (threading's own ceiling).
+_LONGEST_WAIT = threading.TIMEOUT_MAX
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    """A receive timeout in seconds: None or finite and >= 0 (inf means None)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not "
+                        f"{type(timeout).__name__}")
+    if timeout != timeout:
+        raise ValueError("timeout must not be NaN")
+    if timeout < 0:
+        raise ValueError("timeout must be a non-negative number")
+    if timeout >= _LONGEST_WAIT:
+        return None
+    return float(timeout)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
