@@ -1,1 +1,4 @@
-"""zenmon's tools: programs that use the library as any user does (the library never imports them)."""
+"""zenmon's tools: programs that use the library as any user does.
+
+The library never imports them.
+"""
