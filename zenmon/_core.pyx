@@ -222,8 +222,7 @@ cdef class Core:
         if rec.gen == 0:
             # every generation of this slot has been handed out: retire it for the
             # life of the node, so an old ref can never name a new monitor
-            rec.gen = <uint32_t>LOW32
-            self.n_retired += 1
+            self.n_retired += 1       # generation 0 is never handed out
             return
         rec.t_next = self.monitors_free
         self.monitors_free = m
@@ -501,8 +500,7 @@ cdef class Core:
             if self.processes[slot].gen == 0:
                 # all generations used: retire the slot for the life of the node, so
                 # a stale pid can never name a new process (16 bytes per 2**32 exits)
-                self.processes[slot].gen = <uint32_t>LOW32
-                self.n_retired += 1
+                self.n_retired += 1       # generation 0 is never handed out
             else:
                 self.processes[slot].proxy_head = self.processes_free
                 self.processes_free = slot
@@ -971,7 +969,18 @@ cdef class Core:
             for slot, pending in batches.items():
                 self.deliver_batch(slot, <list>(<list>pending)[0], <list>(<list>pending)[1],
                                    max_backlog > 0, touched)
+            if ZENMON_DEBUG_BUILD:
+                check_core(self)
         return touched
+
+    def check_invariants(self):
+        """Raise AssertionError naming the first broken invariant of the tables.
+
+        O(table size): for tests and the debug build (which runs it after every
+        dispatch tick and every ``sizes()``), not for production paths.
+        """
+        with cython.critical_section(self):
+            check_core(self)
 
     def pending(self):
         """DOWNs queued and not yet handed to an inbox (shared queue plus parked)."""
@@ -1190,6 +1199,8 @@ cdef class Core:
     def sizes(self):
         """Table sizes -> dict (references, targets, processes, subscribers, queues)."""
         cdef Py_ssize_t pending = 0, batched = 0
+        if ZENMON_DEBUG_BUILD:
+            check_core(self)
         for queue in self.connector_queues[1:]:
             pending += len(<IdQueue>queue)
         for batcher in self.batchers:
@@ -1228,3 +1239,6 @@ cdef class Core:
                 + self.downs.capacity * sizeof(QueuedDown)
                 + sum([(<DeathQueue>q).capacity for q in self.parked.values()])
                 * sizeof(QueuedDown))
+
+
+include "_debug.pxi"
