@@ -138,7 +138,7 @@ class WatcherServer:
                        "late_after_flush": 0, "late_after_demonitor": 0,
                        "wrong_reason": 0, "errors": 0, "monitors": 0,
                        "demonitors": 0, "flushes": 0, "watcher_exits": 0,
-                       "rounds": 0, "extra_after_exit": 0}
+                       "rounds": 0}
         self.examples: list[str] = []
         self.round: dict[str, Any] | None = None
         self._lock = threading.Lock()
