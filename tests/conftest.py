@@ -18,6 +18,8 @@ _TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
+from worlds import KINDS, LocalWorld, RemoteWorld  # noqa: E402
+
 import zenmon  # noqa: E402
 from helpers import receive_all, wait_for  # noqa: E402,F401  (re-exported for convenience)
 
@@ -133,3 +135,22 @@ def tcp_relay() -> Iterator[Callable[[int], Any]]:
     finally:
         for relay in relays:
             relay.close()
+
+
+# ---------------------------------------------------------------- worlds
+# (the behaviour suite, written once for local and remote targets: tests/worlds.py)
+
+
+@pytest.fixture(params=KINDS)
+def world(request: pytest.FixtureRequest, node_factory: Callable[..., Any]) -> Any:
+    """A watching node here and a target side of the kind in the param: one node in
+    this process (default settings, or 10 ms ticks and sweeps), or a node in a
+    subprocess (both ends with ``remote.REMOTE_SETTINGS``). See ``tests/worlds.py``."""
+    kind = request.param
+    if kind == "local":
+        return LocalWorld(kind, node_factory())
+    if kind == "local-fast":
+        return LocalWorld(kind, node_factory(**FAST_SETTINGS))
+    from remote import REMOTE_SETTINGS
+
+    return RemoteWorld(node_factory(**REMOTE_SETTINGS), request.getfixturevalue("remote_node")())

@@ -25,7 +25,7 @@ def test_random_churn_keeps_every_table_invariant(seed):
     core = Core(zenmon.Down, zenmon.DownBatch)
     inboxes: dict[int, deque] = {}
     refs: dict[int, list[int]] = {}
-    for step in range(3000):
+    for _step in range(3000):
         op = rng.random()
         live = list(inboxes)
         if op < 0.2 or len(live) < 4:

@@ -352,25 +352,6 @@ def test_is_alive_of_unknown_pid(node):
     assert node.is_alive(zenmon.Pid(node.address, node.incarnation, 999_999)) is False
 
 
-def test_exit_default_reason_is_normal(node):
-    watcher, target = node.process(), node.process()
-    ref = watcher.monitor(target.pid)
-    target.exit()
-    assert_down(watcher.receive(timeout=5), ref, target.pid, "normal")
-
-
-def test_second_exit_does_not_fire_again(node):
-    watcher, target = node.process(), node.process()
-    ref = watcher.monitor(target.pid)
-    target.exit("first")
-    try:
-        target.exit("second")
-    except zenmon.ProcessExited:
-        pass
-    assert_down(watcher.receive(timeout=5), ref, target.pid, "first")
-    assert receive_until_sentinel(watcher) == []
-
-
 def test_dead_process_cannot_monitor(node):
     p, target = node.process(), node.process()
     p.exit()
