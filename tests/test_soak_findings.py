@@ -7,6 +7,7 @@ a pass, and strict makes that an XPASS failure until the marker is removed.
 from __future__ import annotations
 
 import pytest
+
 from helpers import receive_all
 from remote import REMOTE_SETTINGS, free_port
 
