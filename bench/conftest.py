@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from zenmon.bench import FULL_N, IMPLEMENTATIONS, Table, format_table
+from zenmon.tools.bench_local import FULL_N, IMPLEMENTATIONS, Table, format_table
 
 Results = dict[str, dict[str, dict[str, float]]]  # scenario -> label -> impl -> figure
 RESULTS_KEY = pytest.StashKey[Results]()

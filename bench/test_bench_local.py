@@ -12,7 +12,7 @@
 (d) bytes per monitor at N (and 10M for zenmon with ``--bench-10m``), by RSS delta
     and by tracemalloc, each in a fresh subprocess.
 
-The workloads are the ones ``zenmon bench`` runs (:mod:`zenmon.bench`), so the
+The workloads are the ones ``zenmon bench`` runs (:mod:`zenmon.tools.bench_local`), so the
 two report the same figures.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from zenmon.bench import (
+from zenmon.tools.bench_local import (
     IMPLEMENTATIONS,
     INNER,
     ROUNDS,

@@ -2,10 +2,10 @@
 
     pytest bench/test_bench_remote.py --benchmark-only -q
 
-The node hosting the watched processes is a subprocess (``zenmon.bench_remote``'s
+The node hosting the watched processes is a subprocess (``zenmon.tools.bench_remote``'s
 child mode); the watching node is in the test process. N is 100,000 here
 (``ZENMON_BENCH_REMOTE_N`` overrides it; ``zenmon bench`` / ``python -m
-zenmon.bench_remote`` run the 1M figures and the other remote scenarios).
+zenmon.tools.bench_remote`` run the 1M figures and the other remote scenarios).
 
 (a) subscribe: from the first ``monitor()`` of N remote pids until the remote node
     holds every subscription (zenmon's fast settings: sweeps every 10 ms, chunks
@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from zenmon.bench_remote import (
+from zenmon.tools.bench_remote import (
     IMPLEMENTATIONS,
     FanoutResult,
     Remote,

@@ -1,10 +1,14 @@
 """A zenmon node in its own OS process, driven by JSON lines on stdin.
 
-Run as ``python tests/nodeproc.py --port N --settings JSON [--curve JSON]``
-(port 0 picks a free one). It starts a :class:`zenmon.Node` on 127.0.0.1, prints
-one JSON line ``{"address", "incarnation", "pid"}`` and then answers one JSON
-line per command line: ``{"ok": result}`` or ``{"error": text}``. A bad command
-is answered with an error; the node keeps serving. End of stdin stops the node.
+Started by ``tests/remote.RemoteNode`` (a :class:`zenmon.tools.child.Child`) as the
+module ``nodeproc`` with ``--port N --settings JSON [--curve JSON] [--listen ENDPOINT]
+[--advertise ADDRESS]`` (port 0 picks a free one). It starts a :class:`zenmon.Node`
+on 127.0.0.1 (or `listen`) and serves the commands
+below through :func:`zenmon.tools.child.serve_commands`, the command loop that the
+demo and benchmark nodes use too: one JSON line ``{"address", "incarnation",
+"pid"}``, then one answer line per command line, ``{"ok": result}`` or
+``{"error": text, "traceback": text}``. A bad command is answered with an error; the
+node keeps serving. End of stdin stops the node.
 
 Commands (``{"cmd": ..., ...}``):
 
@@ -23,6 +27,11 @@ Commands (``{"cmd": ..., ...}``):
 - ``downs_count`` -> number of DOWNs received so far (cheap).
 - ``metrics``; ``connect`` ``address`` ``timeout``; ``configure`` ``settings``;
   ``ping``; ``stop`` (stops the node, answers, then this process exits).
+- ``hold_gil`` ``seconds``: answers, then a thread holds the GIL for that long (a C
+  call, ``usleep``): every Python thread stalls while libzmq's threads run on.
+- ``monitor_node`` ``watcher``, ``address`` -> ref; ``monitor_nodes`` ``watcher``;
+  ``node_events``: every NodeUp / NodeDown a watcher received ->
+  ``[[watcher, kind, ref, address, reason, time.time() on arrival], ...]``.
 """
 
 from __future__ import annotations
@@ -32,10 +41,11 @@ import json
 import os
 import sys
 import threading
-import traceback
+import time
 from typing import Any
 
 import zenmon
+from zenmon.tools.child import serve_commands
 
 
 def _jsonable(value: Any) -> Any:
@@ -86,6 +96,7 @@ class Server:
         self.processes: dict[str, zenmon.Process] = {}
         self.watchers: dict[int, zenmon.Process] = {}
         self.downs: list[list[Any]] = []
+        self.node_events: list[list[Any]] = []
         self.downs_lock = threading.Lock()
 
     def watcher(self, index: int) -> zenmon.Process:
@@ -107,6 +118,13 @@ class Server:
                 entry = [index, message.ref, _jsonable(message.pid), _jsonable(message.reason)]
                 with self.downs_lock:
                     self.downs.append(entry)
+            elif isinstance(message, (zenmon.NodeUp, zenmon.NodeDown)):
+                event = ([index, "up", None, message.address, None, time.time()]
+                         if isinstance(message, zenmon.NodeUp)
+                         else [index, "down", message.ref, message.address, message.reason,
+                               time.time()])
+                with self.downs_lock:
+                    self.node_events.append(event)
 
     # ------------------------------------------------------------- commands
 
@@ -167,57 +185,51 @@ class Server:
     def do_configure(self, settings: dict[str, Any]) -> None:
         self.node.configure(**settings)
 
+    def do_hold_gil(self, seconds: float) -> None:
+        import ctypes
+
+        usleep = ctypes.PyDLL(None).usleep    # PyDLL: the GIL stays held during the call
+        threading.Thread(target=usleep, args=(int(seconds * 1e6),), daemon=True).start()
+
+    def do_monitor_node(self, watcher: int, address: str) -> int:
+        ref: int = self.watcher(int(watcher)).monitor_node(address)
+        return ref
+
+    def do_monitor_nodes(self, watcher: int, enabled: bool = True) -> None:
+        self.watcher(int(watcher)).monitor_nodes(bool(enabled))
+
+    def do_node_events(self) -> list[list[Any]]:
+        with self.downs_lock:
+            return list(self.node_events)
+
     def do_stop(self) -> None:
         self.node.stop(timeout=5.0)
 
-    def serve(self, stdin: Any, stdout: Any) -> None:
-        for line in stdin:
-            line = line.strip()
-            if not line:
-                continue
-            stop = False
-            try:
-                command = json.loads(line)
-                if not isinstance(command, dict) or not isinstance(command.get("cmd"), str):
-                    raise ValueError("a command is a JSON object with a 'cmd' string")
-                name = command.pop("cmd")
-                handler = getattr(self, "do_" + name, None)
-                if handler is None:
-                    raise ValueError(f"unknown command {name!r}")
-                reply: dict[str, Any] = {"ok": handler(**command)}
-                stop = name == "stop"
-            except Exception as exc:  # answer, keep serving
-                reply = {"error": f"{type(exc).__name__}: {exc}",
-                         "traceback": traceback.format_exc(limit=5)}
-            stdout.write(json.dumps(reply, default=repr) + "\n")
-            stdout.flush()
-            if stop:
-                return
 
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--settings", default="{}", help="zenmon settings as JSON")
+    parser.add_argument("--listen", default=None, help="endpoint (default 127.0.0.1:port)")
+    parser.add_argument("--advertise", default=None, help="advertised address")
     parser.add_argument("--curve", default=None,
                         help='JSON {"secret": z85, "public": z85, "authorized": [z85...]}')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     settings = json.loads(args.settings)
+    if os.environ.get("ZENMON_TEST_LOG"):      # e.g. DEBUG: zenmon's logs on stderr
+        import logging
+
+        logging.basicConfig(level=os.environ["ZENMON_TEST_LOG"],
+                            format="%(asctime)s %(name)s %(message)s")
     curve = None
     if args.curve:
         keys = json.loads(args.curve)
         curve = zenmon.Curve(keys["secret"], keys["public"], authorized=keys.get("authorized", []))
-    node = zenmon.Node(listen=f"tcp://127.0.0.1:{args.port}", curve=curve, **settings)
+    listen = args.listen or f"tcp://127.0.0.1:{args.port}"
+    node = zenmon.Node(listen=listen, curve=curve, advertise=args.advertise, **settings)
     node.start()
-    server = Server(node)
-    sys.stdout.write(json.dumps({"address": node.address, "incarnation": node.incarnation,
-                                 "pid": os.getpid()}) + "\n")
-    sys.stdout.flush()
-    try:
-        server.serve(sys.stdin, sys.stdout)
-    finally:
-        node.stop(timeout=5.0)
-    return 0
+    return serve_commands(node, Server(node), {
+        "address": node.address, "incarnation": node.incarnation, "pid": os.getpid()})
 
 
 if __name__ == "__main__":

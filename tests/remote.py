@@ -1,23 +1,20 @@
 """Helpers for remote tests: zenmon nodes in their own OS processes, raw sockets.
 
 A :class:`RemoteNode` is one ``tests/nodeproc.py`` subprocess on a port of
-127.0.0.1, driven over its stdin/stdout with JSON lines. Every read has a
-deadline (a reader thread feeds a queue), so a hung child fails the test instead
-of hanging it. :class:`RemoteNodes` starts them and, at teardown, kills each by
-its own OS pid (SIGCONT first in case a test froze it, then SIGKILL and wait).
+127.0.0.1, driven over its stdin/stdout with JSON lines: a
+:class:`zenmon.tools.child.Child` (the demo and benchmarks use the same), whose
+every read has a deadline, so a hung child fails the test instead of hanging it.
+:class:`RemoteNodes` starts them and, at teardown, kills each by its own OS pid
+(SIGCONT first in case a test froze it, then SIGKILL and wait).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import random
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,8 +23,7 @@ import zmq
 
 import zenmon
 from helpers import wait_for
-
-NODEPROC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nodeproc.py")
+from zenmon.tools.child import Child, ChildError
 
 #: Fast settings for both ends of every remote test (the same on both sides).
 REMOTE_SETTINGS: dict[str, Any] = {
@@ -81,42 +77,44 @@ def reason_from_json(value: Any) -> Any:
     return value
 
 
-class RemoteError(AssertionError):
+class RemoteError(ChildError, AssertionError):
     """The subprocess answered a command with an error, or not at all."""
 
 
-class RemoteNode:
-    """One zenmon node in a subprocess (see ``tests/nodeproc.py`` for the commands)."""
+class RemoteNode(Child):
+    """One zenmon node in a subprocess (see ``tests/nodeproc.py`` for the commands).
+
+    The plumbing (start-up line, deadlines, kill by pid) is
+    :class:`zenmon.tools.child.Child`'s; this class adds the typed commands.
+    """
+
+    error = RemoteError
 
     def __init__(self, port: int = 0, settings: dict[str, Any] | None = None,
-                 curve: dict[str, Any] | None = None) -> None:
+                 curve: dict[str, Any] | None = None, advertise: str | None = None,
+                 listen: str | None = None, prefix: list[str] | None = None) -> None:
         self.port = port
         self.settings = dict(REMOTE_SETTINGS if settings is None else settings)
-        self._stderr = tempfile.TemporaryFile(mode="w+b")
-        argv = [sys.executable, NODEPROC, "--port", str(port),
-                "--settings", json.dumps(self.settings)]
+        argv = ["--port", str(port), "--settings", json.dumps(self.settings)]
         if curve is not None:
             argv += ["--curve", json.dumps(_curve_json(curve))]
-        # cwd outside the source tree: the child imports the installed zenmon
-        self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            cwd=tempfile.gettempdir(), text=True, bufsize=1)
-        self.os_pid = self.process.pid
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True,
-                                        name=f"nodeproc-reader {self.os_pid}")
-        self._reader.start()
-        self._call_lock = threading.Lock()
-        hello = self._next_line(START_TIMEOUT, "the start-up line")
-        info = json.loads(hello)
-        self.address: str = info["address"]
-        self.incarnation: int = info["incarnation"]
-        assert info["pid"] == self.os_pid
-        if port:
+        if advertise is not None:
+            argv += ["--advertise", advertise]
+        if listen is not None:
+            argv += ["--listen", listen]
+        # the child imports `nodeproc` from this folder, which conftest.py put on
+        # sys.path; its cwd is outside the source tree (the installed zenmon).
+        # `prefix`, e.g. ["ip", "netns", "exec", name], runs it inside a namespace
+        super().__init__("nodeproc", argv, name="node subprocess",
+                         start_timeout=START_TIMEOUT, call_timeout=CALL_TIMEOUT,
+                         capture_stderr=True, prefix=prefix or ())
+        if port and advertise is None and listen is None:
             assert self.address.startswith(f"tcp://127.0.0.1:{port}"), self.address
 
-    def __repr__(self) -> str:
-        return f"<RemoteNode {self.address} os_pid={self.os_pid}>"
+    @property
+    def os_pid(self) -> int:
+        """The subprocess's OS pid."""
+        return self.pid
 
     @property
     def bound_port(self) -> int:
@@ -126,56 +124,6 @@ class RemoteNode:
     def pids_via(self, address: str, pids: Iterable[zenmon.Pid]) -> list[zenmon.Pid]:
         """The same processes, addressed through `address` (a relay in front of this node)."""
         return [zenmon.Pid(address, pid.incarnation, pid.id) for pid in pids]
-
-    # ----------------------------------------------------------- plumbing
-
-    def _read(self) -> None:
-        stdout = self.process.stdout
-        assert stdout is not None
-        try:
-            for line in stdout:
-                self._lines.put(line)
-        except (OSError, ValueError):
-            pass
-        self._lines.put(None)
-
-    def stderr_text(self) -> str:
-        """What the child wrote on stderr so far (for failure messages)."""
-        try:
-            self._stderr.flush()
-            self._stderr.seek(0)
-            return self._stderr.read().decode("utf-8", "replace")[-4000:]
-        except (OSError, ValueError):
-            return ""
-
-    def _next_line(self, timeout: float, what: str) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise RemoteError(f"{self!r}: no answer within {timeout} s for {what}; "
-                              f"stderr: {self.stderr_text()}") from None
-        if line is None:
-            self._lines.put(None)
-            raise RemoteError(f"node subprocess {self.os_pid} ended (rc "
-                              f"{self.process.poll()}) waiting for {what}; "
-                              f"stderr: {self.stderr_text()}")
-        return line
-
-    def call(self, cmd: str, timeout: float = CALL_TIMEOUT, **args: Any) -> Any:
-        """Send one command, return its result; an error answer raises RemoteError."""
-        with self._call_lock:
-            stdin = self.process.stdin
-            assert stdin is not None
-            try:
-                stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-                stdin.flush()
-            except (BrokenPipeError, OSError) as exc:
-                raise RemoteError(f"node subprocess {self.os_pid} is gone: {exc}; "
-                                  f"stderr: {self.stderr_text()}") from None
-            reply = json.loads(self._next_line(timeout, repr(cmd)))
-        if "error" in reply:
-            raise RemoteError(f"{cmd}: {reply['error']}\n{reply.get('traceback', '')}")
-        return reply["ok"]
 
     # ---------------------------------------------------------- commands
 
@@ -228,43 +176,27 @@ class RemoteNode:
     def connect(self, address: str, timeout: float | None = None) -> str:
         return str(self.call("connect", address=address, timeout=timeout))
 
-    def stop(self) -> None:
-        """Stop the node cleanly; the subprocess then exits."""
-        self.call("stop")
-        self.process.wait(timeout=10)
+    def hold_gil(self, seconds: float) -> None:
+        """Stall every Python thread of the node for `seconds` (libzmq runs on)."""
+        self.call("hold_gil", seconds=seconds)
 
-    # ----------------------------------------------------------- signals
+    def monitor_node(self, watcher: int, address: str) -> int:
+        ref: int = self.call("monitor_node", watcher=watcher, address=address)
+        return ref
 
-    def signal(self, signum: int) -> None:
-        """Send `signum` to this subprocess (by its own pid, if it still runs)."""
-        if self.process.poll() is None:
-            os.kill(self.os_pid, signum)
+    def monitor_nodes(self, watcher: int, enabled: bool = True) -> None:
+        self.call("monitor_nodes", watcher=watcher, enabled=enabled)
 
-    def kill(self) -> None:
-        """SIGKILL and reap."""
-        if self.process.poll() is None:
-            os.kill(self.os_pid, signal.SIGCONT)
-            os.kill(self.os_pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+    def node_events(self) -> list[list[Any]]:
+        """[[watcher, "up"|"down", ref, address, reason, arrival time], ...] so far."""
+        events: list[list[Any]] = self.call("node_events")
+        return events
 
     def freeze(self) -> None:
         self.signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
         self.signal(signal.SIGCONT)
-
-    def close(self) -> None:
-        """Teardown: kill (by pid) if running, reap, close the pipes."""
-        try:
-            self.kill()
-        finally:
-            for stream in (self.process.stdin, self.process.stdout):
-                try:
-                    if stream is not None:
-                        stream.close()
-                except (OSError, ValueError):
-                    pass
-            self._stderr.close()
 
 
 def _curve_json(curve: dict[str, Any]) -> dict[str, Any]:
@@ -282,8 +214,8 @@ class RemoteNodes:
         self.nodes: list[RemoteNode] = []
 
     def __call__(self, port: int = 0, settings: dict[str, Any] | None = None,
-                 curve: dict[str, Any] | None = None) -> RemoteNode:
-        node = RemoteNode(port=port, settings=settings, curve=curve)
+                 curve: dict[str, Any] | None = None, **options: Any) -> RemoteNode:
+        node = RemoteNode(port=port, settings=settings, curve=curve, **options)
         self.nodes.append(node)
         return node
 

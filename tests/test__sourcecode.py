@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -134,21 +136,34 @@ def copy_source_tree(dest: Path) -> None:
         )
 
 
-@pytest.mark.timeout(600)
-def test_sdist_and_wheel(tmp_path: Path) -> None:
-    """``python -m build`` (sdist, then a wheel from that sdist) ships the right files.
+@dataclass
+class Built:
+    """What one ``python -m build`` run left: its output and the two files."""
+
+    source: Path
+    outdir: Path
+    output: str
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """``python -m build`` (sdist, then a wheel from that sdist), once for this module.
 
     Runs in a copy of the repository: setuptools writes build/ and *.egg-info into
     the tree it builds. Needs PyPI for the isolated build environment.
     """
     require("build")
+    tmp_path = tmp_path_factory.mktemp("build")
     source = tmp_path / "source"
     outdir = tmp_path / "dist"
     source.mkdir()
     copy_source_tree(source)
+    # byte-compiling off (PYTHONDONTWRITEBYTECODE) makes setuptools say so, as a warning
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     proc = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(outdir), str(source)],
         cwd=source, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=580,
+        env=env,
     )
     if proc.returncode != 0:
         pytest.fail(
@@ -156,7 +171,59 @@ def test_sdist_and_wheel(tmp_path: Path) -> None:
             f"{proc.stdout[-8000:]}\n{proc.stderr[-8000:]}",
             pytrace=False,
         )
+    return Built(source, outdir, proc.stdout + proc.stderr)
 
+
+CYTHON_WARNING = re.compile(r"^warning: \S+\.(pyx|pxd|pxi):\d+:\d+: ")
+C_WARNING = re.compile(r"\.(c|cpp|h):\d+:\d+: warning: ")
+
+
+def warnings_in(output: str) -> tuple[list[str], list[str]]:
+    """Warning lines of a build's output -> (packaging, Cython or C compiler)."""
+    packaging, compiler = [], []
+    for line in output.splitlines():
+        if "warning" not in line.lower():
+            continue
+        if CYTHON_WARNING.search(line) or C_WARNING.search(line):
+            compiler.append(line.strip())
+        else:
+            packaging.append(line.strip())
+    return packaging, compiler
+
+
+def test_the_warning_sorter() -> None:
+    packaging, compiler = warnings_in(
+        "warning: no files found matching '*.h' under directory 'zenmon'\n"
+        "SetuptoolsDeprecationWarning: License classifiers are deprecated.\n"
+        "warning: zenmon/_pid.pxi:69:32: the result of using negative indices\n"
+        "zenmon/_core.c:1:2: warning: comparison of integer expressions\n"
+        "all fine\n")
+    assert len(packaging) == 2 and len(compiler) == 2
+
+
+@pytest.mark.timeout(600)
+def test_build_has_no_packaging_warnings(built: Built) -> None:
+    packaging, _ = warnings_in(built.output)
+    assert not packaging, "python -m build warned:\n" + "\n".join(packaging[:40])
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.xfail(strict=True, reason=(
+    "warnings from the core's own code, left to its owners (issue 8): Cython: "
+    "Pid.parse (_pid.pxi) slices text[1:-1] under wraparound=False; two "
+    "critical_section blocks (_core.pyx, near the connector-queue and batcher clears) "
+    "access Python attributes; gcc -Wsign-compare: the uint32_t result of "
+    "monitor_alloc() (except -1) compared with -1 where monitor() and the bulk "
+    "monitor call it"))
+def test_build_has_no_compiler_warnings(built: Built) -> None:
+    _, compiler = warnings_in(built.output)
+    assert not compiler, "the build of _core warned:\n" + "\n".join(compiler[:40])
+
+
+@pytest.mark.timeout(600)
+def test_sdist_and_wheel(built: Built) -> None:
+    """The sdist and the wheel (built from that sdist) ship the right files."""
+    source, outdir = built.source, built.outdir
     (sdist,) = outdir.glob("zenmon-*.tar.gz")
     (wheel,) = outdir.glob("zenmon-*.whl")
 
@@ -164,8 +231,12 @@ def test_sdist_and_wheel(tmp_path: Path) -> None:
         wheel_names = set(zf.namelist())
     generated = sorted(n for n in wheel_names if n.endswith((".c", ".cpp", ".html")))
     assert not generated, f"generated sources in the wheel: {generated}"
-    for name in ("zenmon/__init__.py", "zenmon/_core.pyi", "zenmon/py.typed"):
+    for name in ("zenmon/__init__.py", "zenmon/_core.pyi", "zenmon/py.typed",
+                 "zenmon/_version.py", "zenmon/tools/__init__.py", "zenmon/tools/demo.py",
+                 "zenmon/tools/child.py"):
         assert name in wheel_names, f"{name} missing from {wheel.name}"
+    licences = [n for n in wheel_names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert licences, f"LICENSE missing from {wheel.name}"
     assert any(
         n.startswith("zenmon/_core.") and n.endswith((".so", ".pyd")) for n in wheel_names
     ), f"compiled zenmon._core missing from {wheel.name}"
@@ -174,7 +245,8 @@ def test_sdist_and_wheel(tmp_path: Path) -> None:
         # Members are "zenmon-<version>/<path>": drop the top directory.
         sdist_names = {m.name.partition("/")[2] for m in tf.getmembers() if m.isfile()}
     for name in (
-        "pyproject.toml", "setup.py", "MANIFEST.in", "README.md",
+        "pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE", "CHANGELOG.md",
+        "zenmon/_version.py", "zenmon/tools/demo.py", "ci/debug-build.sh",
         "zenmon/_core.pyx", "zenmon/_core.pxd", "zenmon/_core.pyi", "zenmon/py.typed",
         "tests/test__sourcecode.py", "tests/typing_check.py",
     ):

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 import zenmon
-from zenmon import cli, demo
+from zenmon import cli
+from zenmon.tools import demo
 
 DEMO_TIMEOUT = 120    # s for one demo subprocess (pytest's own timeout is set above it)
 
@@ -60,7 +61,7 @@ def demo_node_running(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True    # no /proc to tell a reused pid apart: count it as left over
-    return b"zenmon._demo_node" in cmdline
+    return b"zenmon.tools.demo_node" in cmdline
 
 
 def assert_children_gone(output: str) -> None:

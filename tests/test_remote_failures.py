@@ -461,8 +461,16 @@ def check_exactly_once(downs, refs, allowed):
     return seen
 
 
-def test_link_reset_loses_no_monitor(local, remote, tcp_relay):
-    relay = tcp_relay(remote.bound_port)
+def relayed_remote(remote_node, tcp_relay, settings=None):
+    """A remote node behind a TCP relay, advertising the relay's address (its identity:
+    a node reached under another address is refused)."""
+    port = free_port()
+    relay = tcp_relay(port)
+    return remote_node(port=port, settings=settings, advertise=relay.address), relay
+
+
+def test_link_reset_loses_no_monitor(local, remote_node, tcp_relay):
+    remote, relay = relayed_remote(remote_node, tcp_relay)
     watcher = local.process()
     pids = remote.spawn(200)
     through = remote.pids_via(relay.address, pids)
@@ -490,8 +498,8 @@ def test_link_reset_loses_no_monitor(local, remote, tcp_relay):
     assert_down(watcher.receive(timeout=10), ref, fresh_via, "recovered")
 
 
-def test_long_partition_fires_nodedown_once_and_heals(local, remote, tcp_relay):
-    relay = tcp_relay(remote.bound_port)
+def test_long_partition_fires_nodedown_once_and_heals(local, remote_node, tcp_relay):
+    remote, relay = relayed_remote(remote_node, tcp_relay)
     watcher = local.process()
     pids = remote.spawn(50)
     through = remote.pids_via(relay.address, pids)
@@ -525,8 +533,7 @@ def test_short_partition_with_lost_bytes_loses_no_monitor(node_factory, remote_n
     """Bytes dropped mid-stream (monitors and deaths in between): never a lost DOWN."""
     settings = {**REMOTE_SETTINGS, "heartbeat_timeout": 3000, "connect_timeout": 3000}
     local = node_factory(**settings)
-    remote = remote_node(settings=settings)
-    relay = tcp_relay(remote.bound_port)
+    remote, relay = relayed_remote(remote_node, tcp_relay, settings)
     watcher = local.process()
     pids = remote.spawn(300)
     through = remote.pids_via(relay.address, pids)

@@ -173,6 +173,7 @@ class FakeProxy:
     """Speaks just enough protocol to be a proxy: WELCOME, HEARTBEAT_ACK, records keys."""
 
     def __init__(self) -> None:
+        self.address = ""                  # the identity its WELCOME names (set once bound)
         self.session = 0
         self.connector_incarnation = 0
         self.keys: list[int] = []
@@ -183,7 +184,7 @@ class FakeProxy:
         if header.type == p.HELLO:
             self.session = header.session
             self.connector_incarnation = header.sender
-            return [self.frame(p.WELCOME)]
+            return [self.frame(p.WELCOME, self.address.encode())]
         if header.session != self.session:
             return []
         if header.type == p.SUBSCRIBE:
@@ -217,6 +218,7 @@ class Evil:
 def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_path):
     fake = FakeProxy()
     peer = raw_peer(fake)
+    fake.address = peer.address
     watcher = local.process()
     pids = [zenmon.Pid(peer.address, FAKE_INCARNATION, i) for i in range(1, 6)]
     refs = {watcher.monitor(pid): pid for pid in pids}
@@ -237,11 +239,6 @@ def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_pat
         fake.frame(p.DEAD_SUMMARY)[:10],                                  # truncated header
         p.HEADER.pack(b"ZM", 99, p.DEAD_SUMMARY, FAKE_INCARNATION,
                       fake.connector_incarnation, fake.session),          # other version
-        fake.frame(p.DEAD_SUMMARY, b"\x01\x02"),                          # body too short
-        fake.frame(p.DEAD_SUMMARY, p.pack_seq_ack(2, 0)
-                   + p.COUNT.pack(2**40) + b"\0" * 8),                    # oversized count
-        fake.frame(p.DEAD_SUMMARY, p.pack_seq_ack(2, 0)
-                   + p.COUNT.pack(1000) + b"\0" * 80),                    # count > frame
         fake.frame(p.HEARTBEAT_ACK, b"\x00" * 3),                         # bad seq/ack body
         fake.frame(99),                                                   # unknown type
         fake.frame(p.HELLO),                                              # connector type
@@ -278,6 +275,26 @@ def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_pat
     assert_node_serves_local_monitors(local)
 
 
+@pytest.mark.parametrize("body", [
+    b"\x01\x02",                                                      # body too short
+    p.pack_seq_ack(1, 0) + p.COUNT.pack(2**40) + b"\0" * 8,            # oversized count
+    p.pack_seq_ack(1, 0) + p.COUNT.pack(1000) + b"\0" * 80,            # count > frame
+], ids=["too-short", "oversized-count", "count-over-frame"])
+def test_malformed_dead_summary_of_the_session_fires_nodedown(local, raw_peer, body):
+    """A dead summary of the live session that cannot be applied would stall the
+    stream for good if dropped (the peer resends the same): nodedown instead."""
+    fake = FakeProxy()
+    peer = raw_peer(fake)
+    watcher = local.process()
+    pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
+    ref = watcher.monitor(pid)
+    wait_for(lambda: fake.keys == [1])
+    dropped = metric(local, DROPPED)
+    peer.inject(fake.frame(p.DEAD_SUMMARY, body))
+    assert_down(watcher.receive(timeout=5), ref, pid, "nodedown")
+    assert metric(local, DROPPED) > dropped
+
+
 @pytest.mark.parametrize("raw_reasons", [
     msgpack.packb({"not": "a list"}),
     b"\xc1",                             # never valid msgpack
@@ -287,6 +304,7 @@ def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_pat
 def test_undecodable_reasons_fire_nodedown_not_garbage(local, raw_peer, raw_reasons):
     fake = FakeProxy()
     peer = raw_peer(fake)
+    fake.address = peer.address
     watcher = local.process()
     pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
     ref = watcher.monitor(pid)
@@ -403,8 +421,10 @@ def test_garbage_into_a_nodes_router_is_counted_and_dropped(local, remote, raw_d
     wait_remote(remote, SUBSCRIBERS, lambda v: v == 0, what="== 0")
 
 
-def test_rogue_session_subscriptions_are_dropped_when_it_goes_silent(local, remote,
+def test_rogue_session_subscriptions_are_dropped_when_it_goes_silent(local, remote_node,
                                                                       raw_dealer):
+    # connected but silent reads as a paused Python: dropped after pause_timeout
+    remote = remote_node(settings={**REMOTE_SETTINGS, "pause_timeout": 1000})
     pids = remote.spawn(10)
     dealer = raw_dealer(remote.address)
     session, proxy_incarnation = dealer.hello()
@@ -412,9 +432,8 @@ def test_rogue_session_subscriptions_are_dropped_when_it_goes_silent(local, remo
     dealer.send(dealer.frame(p.SUBSCRIBE, session, proxy_incarnation,
                              p.pack_subscribe(1, 0, instructions, {})))
     wait_remote(remote, SUBSCRIBERS, lambda v: v == 10, what="== 10")
-    # never a heartbeat again: dropped after heartbeat_timeout
-    wait_remote(remote, SUBSCRIBERS, lambda v: v == 0,
-                timeout=REMOTE_SETTINGS["heartbeat_timeout"] / 1000 + 3, what="== 0")
+    # never a heartbeat again: dropped after pause_timeout
+    wait_remote(remote, SUBSCRIBERS, lambda v: v == 0, timeout=1 + 3, what="== 0")
     wait_remote(remote, "zenmon.proxy.peers.size", lambda v: v == 0, what="== 0")
     remote.exit(pids, "after the rogue left")
     wait_remote(remote, "zenmon.proxy.batcher.queue_len", lambda v: v == 0, what="== 0")
@@ -594,6 +613,7 @@ def test_malformed_dead_summary_is_dropped_as_a_whole(local, raw_peer, flaw):
     """A summary that fails validation has no effect at all (no partial DOWNs)."""
     fake = FakeProxy()
     peer = raw_peer(fake)
+    fake.address = peer.address
     watcher = local.process()
     pids = [zenmon.Pid(peer.address, FAKE_INCARNATION, i) for i in (1, 2)]
     refs = [watcher.monitor(pid) for pid in pids]

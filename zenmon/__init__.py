@@ -6,11 +6,12 @@ throttled dispatcher, truncated exit reasons, node-down detection. See README.md
 """
 
 from ._core import Pid
+from ._version import __version__ as __version__
 from .codec import CodecError
 from .config import Config
 from .curve import Curve
 from .errors import NameTaken, NotStarted, ProcessExited, ZenmonError
-from .messages import Down, DownBatch
+from .messages import Down, DownBatch, NodeDown, NodeUp
 from .metrics import PrometheusCollector
 from .node import Node
 from .process import Process
@@ -26,6 +27,8 @@ __all__ = [
     "ExitException",
     "NameTaken",
     "Node",
+    "NodeDown",
+    "NodeUp",
     "NotStarted",
     "Pid",
     "Process",
@@ -34,5 +37,3 @@ __all__ = [
     "ZenmonError",
     "truncate",
 ]
-
-__version__ = "0.1.0"

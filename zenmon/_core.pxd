@@ -46,6 +46,10 @@ ctypedef struct SubscriptionRecord:
     uint64_t peer_key         # the key the peer used: pid id or its name key
     uint32_t peer             # peer index; NIL when free
     uint32_t next             # next subscription on the same process (or next free)
+    uint32_t prev             # previous subscription on the same process (NIL: first)
+    uint32_t slot             # the process slot it is on
+    uint32_t peer_prev        # the peer's own list (drop_peer walks only its own)
+    uint32_t peer_next
 
 
 ctypedef struct QueuedDown:
@@ -100,7 +104,12 @@ cdef class Core:
     cdef uint32_t processes_cap, processes_top, processes_free, processes_live
     cdef SubscriptionRecord *subscriptions
     cdef uint32_t subscriptions_cap, subscriptions_top, subscriptions_free
-    cdef uint32_t subscriptions_live
+    cdef uint32_t subscriptions_live, name_subscriptions_live
+    cdef uint32_t *subscription_index   # (peer, peer key) -> slot + 1, open addressing
+    cdef uint64_t subscription_index_mask
+    cdef uint64_t subscription_seed     # random: a peer cannot aim keys at one bucket
+    cdef uint32_t *peer_heads           # peer index -> its first subscription
+    cdef uint32_t peer_heads_cap
     cdef uint32_t *stamps
     cdef uint64_t *conn_targets     # distinct targets per connector (0: local)
     cdef uint32_t conn_cap
@@ -142,6 +151,11 @@ cdef class Core:
     cdef Py_ssize_t fire_target(self, uint32_t t, object death) except -1
     cdef int enqueue_connector(self, uint32_t conn, uint64_t value) except -1
     cdef void subscription_free(self, uint32_t q) noexcept
+    cdef uint64_t subscription_hash(self, uint32_t peer, uint64_t peer_key) noexcept
+    cdef uint32_t subscription_find(self, uint32_t peer, uint64_t peer_key) noexcept
+    cdef int subscription_reserve(self, uint32_t peer) except -1
+    cdef int subscription_index_grow(self) except -1
+    cdef void subscription_unlink_process(self, uint32_t q) noexcept
     cdef Py_ssize_t room_in(self, uint32_t s, dict batches,
                             Py_ssize_t max_backlog) except -1
     cdef uint32_t live_subscriber(self, uint64_t ref) noexcept

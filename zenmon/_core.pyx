@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True, boundscheck=False, wraparound=False
+# cython: language_level=3, embedsignature=True
 # cython: cdivision=True
 """zenmon's hot path: C-level tables, queues and the dispatcher's delivery loop.
 
@@ -11,6 +11,7 @@ atomic, since the loops call no Python code that could release it, apart from
 
 cimport cython
 
+import os
 from collections import deque
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
@@ -155,6 +156,12 @@ cdef class Core:
         self.subscriptions_cap = self.subscriptions_top = self.subscriptions_live = 0
         self.monitors_free = self.targets_free = self.processes_free = NIL
         self.subscriptions_free = NIL
+        self.name_subscriptions_live = 0
+        self.subscription_index = NULL
+        self.subscription_index_mask = 0
+        self.subscription_seed = 0
+        self.peer_heads = NULL
+        self.peer_heads_cap = 0
         self.stamp = 0
         self.target_index_mask = 0
 
@@ -194,6 +201,8 @@ cdef class Core:
         PyMem_Free(self.target_index)
         PyMem_Free(self.processes)
         PyMem_Free(self.subscriptions)
+        PyMem_Free(self.subscription_index)
+        PyMem_Free(self.peer_heads)
         PyMem_Free(self.stamps)
         PyMem_Free(self.conn_targets)
 
@@ -782,53 +791,178 @@ cdef class Core:
             self.batchers.append(batcher)
             return len(self.batchers) - 1, batcher
 
+    # Subscriptions: one record per (peer, peer key), on two lists (its process's, for
+    # process_exit, and its peer's, for drop_peer) and in a hash index by (peer, key),
+    # so subscribe, unsubscribe and dropping a peer cost O(1) per subscription
+    # touched, whatever one frame or one peer sends.
+
+    cdef uint64_t subscription_hash(self, uint32_t peer, uint64_t peer_key) noexcept:
+        return mix64(peer_key ^ self.subscription_seed
+                     ^ (<uint64_t>peer * <uint64_t>0x9E3779B97F4A7C15))
+
+    cdef uint32_t subscription_find(self, uint32_t peer, uint64_t peer_key) noexcept:
+        cdef uint64_t mask = self.subscription_index_mask
+        cdef uint64_t i
+        cdef uint32_t q
+        if self.subscription_index is NULL:
+            return NIL
+        i = self.subscription_hash(peer, peer_key) & mask
+        while True:
+            q = self.subscription_index[i]
+            if q == 0:
+                return NIL
+            q -= 1
+            if self.subscriptions[q].peer_key == peer_key and self.subscriptions[q].peer == peer:
+                return q
+            i = (i + 1) & mask
+
+    cdef int subscription_index_grow(self) except -1:
+        cdef uint64_t size = (self.subscription_index_mask + 1) * 2 if (
+            self.subscription_index is not NULL) else 1024
+        cdef uint64_t i, j
+        cdef uint32_t q
+        cdef uint32_t *fresh = <uint32_t *>PyMem_Malloc(size * sizeof(uint32_t))
+        if fresh is NULL:
+            raise MemoryError()
+        for i in range(size):
+            fresh[i] = 0
+        if self.subscription_index is NULL:
+            self.subscription_seed = int.from_bytes(os.urandom(8), "little")
+        else:
+            for i in range(self.subscription_index_mask + 1):
+                q = self.subscription_index[i]
+                if q:
+                    j = self.subscription_hash(self.subscriptions[q - 1].peer,
+                                               self.subscriptions[q - 1].peer_key) & (size - 1)
+                    while fresh[j]:
+                        j = (j + 1) & (size - 1)
+                    fresh[j] = q
+            PyMem_Free(self.subscription_index)
+        self.subscription_index = fresh
+        self.subscription_index_mask = size - 1
+        return 0
+
+    cdef int subscription_reserve(self, uint32_t peer) except -1:
+        # room for one more record, its index entry, and a list head for `peer`
+        cdef uint64_t cap, i
+        cdef uint32_t *grown
+        if (self.subscription_index is NULL or (<uint64_t>self.subscriptions_live + 1) * 2
+                > self.subscription_index_mask + 1):
+            self.subscription_index_grow()
+        if peer >= self.peer_heads_cap:
+            cap = max(<uint64_t>peer + 1, <uint64_t>self.peer_heads_cap * 2, 16)
+            grown = <uint32_t *>PyMem_Realloc(self.peer_heads, cap * sizeof(uint32_t))
+            if grown is NULL:
+                raise MemoryError()
+            for i in range(self.peer_heads_cap, cap):
+                grown[i] = NIL
+            self.peer_heads = grown
+            self.peer_heads_cap = <uint32_t>cap
+        if self.subscriptions_free == NIL and self.subscriptions_top == self.subscriptions_cap:
+            self.subscriptions = <SubscriptionRecord *>grow_slab(
+                self.subscriptions, sizeof(SubscriptionRecord), &self.subscriptions_cap)
+        return 0
+
+    cdef void subscription_unlink_process(self, uint32_t q) noexcept:
+        cdef SubscriptionRecord *sub = &self.subscriptions[q]
+        if sub.prev == NIL:
+            self.processes[sub.slot].proxy_head = sub.next
+        else:
+            self.subscriptions[sub.prev].next = sub.next
+        if sub.next != NIL:
+            self.subscriptions[sub.next].prev = sub.prev
+
     cdef void subscription_free(self, uint32_t q) noexcept:
-        self.subscriptions[q].peer = NIL
-        self.subscriptions[q].next = self.subscriptions_free
+        # out of the index and the peer's list; the caller has dealt with the
+        # process's list (unlinked it, or is discarding the whole list)
+        cdef SubscriptionRecord *sub = &self.subscriptions[q]
+        cdef uint64_t mask = self.subscription_index_mask
+        cdef uint64_t i = self.subscription_hash(sub.peer, sub.peer_key) & mask
+        cdef uint64_t j, k
+        cdef uint32_t u
+        while self.subscription_index[i] != q + 1:
+            i = (i + 1) & mask
+        j = i
+        while True:     # backward-shift deletion, as target_remove
+            j = (j + 1) & mask
+            u = self.subscription_index[j]
+            if u == 0:
+                break
+            k = self.subscription_hash(self.subscriptions[u - 1].peer,
+                                       self.subscriptions[u - 1].peer_key) & mask
+            if (j > i and (k <= i or k > j)) or (j < i and (k <= i and k > j)):
+                self.subscription_index[i] = u
+                i = j
+        self.subscription_index[i] = 0
+        if sub.peer_prev == NIL:
+            self.peer_heads[sub.peer] = sub.peer_next
+        else:
+            self.subscriptions[sub.peer_prev].peer_next = sub.peer_next
+        if sub.peer_next != NIL:
+            self.subscriptions[sub.peer_next].peer_prev = sub.peer_prev
+        if sub.peer_key & NAME_KEY:
+            self.name_subscriptions_live -= 1
+        sub.peer = NIL
+        sub.next = self.subscriptions_free
         self.subscriptions_free = q
         self.subscriptions_live -= 1
 
     def subscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id):
         """Subscribe `peer` to local process `pid_id` under its key. Idempotent.
 
-        -> False when the process is dead (the caller answers noproc).
+        A (peer, key) pair names one subscription: subscribing it again (to any
+        process) keeps the first. -> False when the process is dead (the caller
+        answers noproc).
         """
         cdef uint32_t slot, q
+        cdef uint64_t i
         cdef SubscriptionRecord *sub
+        if peer == NIL:
+            raise ValueError("no such peer")
         with cython.critical_section(self):
             slot = self.process_slot(pid_id)
             if slot == NIL:
                 return False
-            q = self.processes[slot].proxy_head
-            while q != NIL:
-                sub = &self.subscriptions[q]
-                if sub.peer == peer and sub.peer_key == peer_key:
-                    return True
-                q = self.subscriptions[q].next
+            if self.subscription_find(peer, peer_key) != NIL:
+                return True
+            self.subscription_reserve(peer)
             if self.subscriptions_free != NIL:
                 q = self.subscriptions_free
                 self.subscriptions_free = self.subscriptions[q].next
             else:
-                if self.subscriptions_top == self.subscriptions_cap:
-                    self.subscriptions = <SubscriptionRecord *>grow_slab(
-                        self.subscriptions, sizeof(SubscriptionRecord),
-                        &self.subscriptions_cap)
                 q = self.subscriptions_top
                 self.subscriptions_top += 1
             sub = &self.subscriptions[q]
             sub.peer = peer
             sub.peer_key = peer_key
+            sub.slot = slot
+            sub.prev = NIL
             sub.next = self.processes[slot].proxy_head
+            if sub.next != NIL:
+                self.subscriptions[sub.next].prev = q
             self.processes[slot].proxy_head = q
+            sub.peer_prev = NIL
+            sub.peer_next = self.peer_heads[peer]
+            if sub.peer_next != NIL:
+                self.subscriptions[sub.peer_next].peer_prev = q
+            self.peer_heads[peer] = q
+            i = self.subscription_hash(peer, peer_key) & self.subscription_index_mask
+            while self.subscription_index[i]:
+                i = (i + 1) & self.subscription_index_mask
+            self.subscription_index[i] = q + 1
             self.subscriptions_live += 1
+            if peer_key & NAME_KEY:
+                self.name_subscriptions_live += 1
             return True
 
     def subscribe_many(self, uint32_t peer, const unsigned char[::1] keys, Batcher noproc,
-                       object noproc_reason):
-        """Apply a packed batch of subscribe/unsubscribe instructions for `peer`.
+                       object noproc_reason, object resolve_name=None):
+        """Apply a packed batch of subscribe/unsubscribe instructions for `peer`, in order.
 
-        Keys with the name bit are skipped (the Python layer resolves names). A
-        subscribe to a dead process queues a `noproc_reason` certificate on `noproc`.
+        A subscribe to a dead process queues a `noproc_reason` certificate on `noproc`.
+        Keys with the name bit are resolved by ``resolve_name(key)`` (-> the pid id of
+        the process registered under the name the batch gave that key, or None:
+        noproc); without `resolve_name` they are skipped. Each instruction costs O(1).
         -> number of instructions applied.
         """
         cdef Py_ssize_t n = keys.shape[0] // 8, i
@@ -839,58 +973,63 @@ cdef class Core:
             memcpy(&key, &keys[i * 8], 8)
             key = le64toh(key)
             if key & NAME_KEY:
-                continue
-            if key & UNSUBSCRIBE:
+                if resolve_name is None:
+                    continue
+                if key & UNSUBSCRIBE:
+                    self.unsubscribe(peer, key & ~UNSUBSCRIBE, 0)
+                    continue
+                pid_id = resolve_name(key)
+                if pid_id is None or not self.subscribe(peer, key, pid_id):
+                    noproc.push(key, noproc_reason)
+            elif key & UNSUBSCRIBE:
                 self.unsubscribe(peer, key & ~UNSUBSCRIBE, key & ~UNSUBSCRIBE)
             elif not self.subscribe(peer, key, key):
                 noproc.push(key, noproc_reason)
         return n
 
-    def unsubscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id):
-        """Drop `peer`'s subscription on `pid_id` under its key. -> True if removed."""
-        cdef uint32_t slot, q, prev = NIL
-        cdef SubscriptionRecord *sub
+    def unsubscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id=0):
+        """Drop `peer`'s subscription under `peer_key` (`pid_id` is not needed: the
+        key names it). -> True if removed."""
+        cdef uint32_t q
         with cython.critical_section(self):
-            slot = self.process_slot(pid_id)
-            if slot == NIL:
+            q = self.subscription_find(peer, peer_key)
+            if q == NIL:
                 return False
-            q = self.processes[slot].proxy_head
-            while q != NIL:
-                sub = &self.subscriptions[q]
-                if sub.peer == peer and sub.peer_key == peer_key:
-                    if prev == NIL:
-                        self.processes[slot].proxy_head = self.subscriptions[q].next
-                    else:
-                        self.subscriptions[prev].next = self.subscriptions[q].next
-                    self.subscription_free(q)
-                    return True
-                prev = q
-                q = self.subscriptions[q].next
-            return False
+            self.subscription_unlink_process(q)
+            self.subscription_free(q)
+            return True
+
+    def has_subscription(self, uint32_t peer, uint64_t peer_key):
+        """True while `peer` holds a subscription under `peer_key`."""
+        with cython.critical_section(self):
+            return self.subscription_find(peer, peer_key) != NIL
+
+    def name_subscribers(self):
+        """Subscriptions held under name keys (a gauge: returns to 0 when unused)."""
+        return self.name_subscriptions_live
+
+    def has_target(self, uint32_t conn, uint64_t key):
+        """True while some live monitor on connector `conn` watches `key`."""
+        with cython.critical_section(self):
+            return self.target_find(conn, key) != NIL
 
     def drop_peer(self, uint32_t peer):
-        """Drop every subscription of `peer` and its queued certificates. -> count."""
-        cdef uint32_t slot, q, nxt, prev
+        """Drop every subscription of `peer` and its queued certificates. -> count.
+
+        Walks only that peer's own subscriptions (never every process).
+        """
+        cdef uint32_t q
         cdef Py_ssize_t n = 0
         with cython.critical_section(self):
             (<Batcher>self.batchers[peer]).clear()
-            for slot in range(self.processes_top):
-                if not self.processes[slot].alive:
-                    continue
-                prev = NIL
-                q = self.processes[slot].proxy_head
-                while q != NIL:
-                    nxt = self.subscriptions[q].next
-                    if self.subscriptions[q].peer == peer:
-                        if prev == NIL:
-                            self.processes[slot].proxy_head = nxt
-                        else:
-                            self.subscriptions[prev].next = nxt
-                        self.subscription_free(q)
-                        n += 1
-                    else:
-                        prev = q
-                    q = nxt
+            if peer >= self.peer_heads_cap:
+                return 0
+            q = self.peer_heads[peer]
+            while q != NIL:
+                self.subscription_unlink_process(q)
+                self.subscription_free(q)     # moves the peer's head on
+                n += 1
+                q = self.peer_heads[peer]
         return n
 
     # -------------------------------------------------------------- dispatcher
@@ -1236,6 +1375,9 @@ cdef class Core:
                 + (self.target_index_mask + 1) * sizeof(uint32_t)
                 + self.processes_cap * (sizeof(ProcessRecord) + sizeof(uint32_t))
                 + self.subscriptions_cap * sizeof(SubscriptionRecord)
+                + (self.subscription_index_mask + 1 if self.subscription_index is not NULL
+                   else 0) * sizeof(uint32_t)
+                + self.peer_heads_cap * sizeof(uint32_t)
                 + self.downs.capacity * sizeof(QueuedDown)
                 + sum([(<DeathQueue>q).capacity for q in self.parked.values()])
                 * sizeof(QueuedDown))

@@ -119,6 +119,7 @@ cdef int check_core(Core core) except -1:
     if n + core.subscriptions_live != core.subscriptions_top:
         fail(f"subscription slab: {n} free + {core.subscriptions_live} live "
              f"!= {core.subscriptions_top}")
+    check_subscriptions(core)
     if alive != core.processes_live:
         fail(f"processes_live {core.processes_live} but {alive} slots alive")
     if in_subscribers != live + fired:
@@ -130,4 +131,53 @@ cdef int check_core(Core core) except -1:
             fail(f"parked queue for slot {slot} whose process is not marked parked")
     if parked != core.parked_total:
         fail(f"parked_total {core.parked_total} but {parked} parked entries")
+    return 0
+
+
+cdef int check_subscriptions(Core core) except -1:
+    """Every live subscription is on its alive process's list (linked both ways), on
+    its peer's list, and found by the (peer, key) index; nothing else is."""
+    cdef uint32_t i, q, prev, n = 0, named = 0, on_processes = 0, on_peers = 0
+    cdef SubscriptionRecord *sub
+    for q in range(core.subscriptions_top):
+        sub = &core.subscriptions[q]
+        if sub.peer == NIL:
+            continue
+        n += 1
+        if sub.peer_key & NAME_KEY:
+            named += 1
+        if core.subscription_find(sub.peer, sub.peer_key) != q:
+            fail(f"subscription {q} is not found by its (peer, key)")
+        if not core.processes[sub.slot].alive:
+            fail(f"subscription {q} on a dead process slot {sub.slot}")
+    if n != core.subscriptions_live or named != core.name_subscriptions_live:
+        fail(f"subscriptions_live {core.subscriptions_live} / named "
+             f"{core.name_subscriptions_live} but {n} / {named} records in use")
+    for i in range(core.processes_top):
+        if not core.processes[i].alive:
+            continue
+        prev = NIL
+        q = core.processes[i].proxy_head
+        while q != NIL:
+            if core.subscriptions[q].slot != i or core.subscriptions[q].prev != prev:
+                fail(f"process {i}'s subscription list is broken at {q}")
+            on_processes += 1
+            if on_processes > n:
+                fail("process subscription lists hold more than are live")
+            prev = q
+            q = core.subscriptions[q].next
+    for i in range(core.peer_heads_cap):
+        prev = NIL
+        q = core.peer_heads[i]
+        while q != NIL:
+            if core.subscriptions[q].peer != i or core.subscriptions[q].peer_prev != prev:
+                fail(f"peer {i}'s subscription list is broken at {q}")
+            on_peers += 1
+            if on_peers > n:
+                fail("peer subscription lists hold more than are live")
+            prev = q
+            q = core.subscriptions[q].peer_next
+    if on_processes != n or on_peers != n:
+        fail(f"{n} subscriptions live, {on_processes} on process lists, "
+             f"{on_peers} on peer lists")
     return 0

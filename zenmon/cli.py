@@ -1,8 +1,8 @@
 """The ``zenmon`` command: ``zenmon demo``, ``zenmon bench`` and ``zenmon soak``.
 
-``zenmon demo [options]`` runs :func:`zenmon.demo.main`; ``zenmon bench
-[options]`` runs :func:`zenmon.bench.main`; ``zenmon soak [options]`` runs
-:func:`zenmon.tools.soak.main`. Each subcommand parses its own
+``zenmon demo [options]`` runs :func:`zenmon.tools.demo.main`; ``zenmon bench
+[options]`` runs :func:`zenmon.tools.bench_local.main`; ``zenmon soak
+[options]`` runs :func:`zenmon.tools.soak.main`. Each subcommand parses its own
 options (``zenmon demo --help``). Also reachable as ``python -m zenmon``.
 """
 
@@ -40,13 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``zenmon`` console script. -> exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "demo":
-        from . import demo
+        from .tools import demo
 
         return demo.main(args[1:])
     if args and args[0] == "bench":
-        from . import bench
+        from .tools import bench_local
 
-        return bench.main(args[1:])
+        return bench_local.main(args[1:])
     if args and args[0] == "soak":
         from .tools import soak
 

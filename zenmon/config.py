@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .protocol import MAX_SUMMARY_INTERVAL, MAX_SUMMARY_SIZE
+from .protocol import MAX_BATCH, MAX_FRAME, MAX_SUMMARY_INTERVAL, MAX_SUMMARY_SIZE
 
 DISPATCH_MODES = ("token_bucket", "unlimited", "adaptive")
 
@@ -24,6 +24,23 @@ class Config:
     adaptive_summary_size certificates every adaptive_summary_interval ms instead of
     their batcher_chunk_size per batcher_sweep_interval, so remote deaths are not held
     back at the source either.
+
+    What one peer may cost this node (see docs/protocol.md, "Limits"): max_frame_size
+    (bytes; larger frames are refused by ZeroMQ and the connection is dropped),
+    max_batch (instructions in one SUBSCRIBE, certificates in one DEAD_SUMMARY; a
+    larger one ends the session), sndhwm / rcvhwm (messages queued per connection, for
+    sockets made after the change), max_unacked / max_unacked_bytes (messages of one
+    session kept for resending; when full, nothing new is sent to that session until
+    it acks) and resend_interval (ms: at most one resend burst per session per
+    interval, whatever the NACK rate).
+
+    Liveness has two phases. A peer whose connection is gone (crash, host loss,
+    partition: ZeroMQ's own ZMTP heartbeats, which run in libzmq's threads without
+    the GIL, stop being answered) is down once it has been silent for
+    heartbeat_timeout. A peer whose connection is alive but whose Python does not
+    answer (a long GIL-holding call, a full GC) is down only once it has been silent
+    for pause_timeout (read as at least heartbeat_timeout). ZMTP settings follow
+    heartbeat_interval / heartbeat_timeout when a session's socket is opened.
     """
 
     connector_sweep_interval: int = 100
@@ -36,12 +53,20 @@ class Config:
     truncation_depth: int = 3
     heartbeat_interval: int = 200
     heartbeat_timeout: int = 1000
+    pause_timeout: int = 15000
     connect_timeout: int = 1000
     dispatch_mode: str = "token_bucket"
     adaptive_backlog: int = 128
     adaptive_interval: int = 1
     adaptive_summary_size: int = 1000
     adaptive_summary_interval: int = 5
+    max_frame_size: int = 4 * 1024 * 1024
+    max_batch: int = 10_000
+    sndhwm: int = 1000
+    rcvhwm: int = 4
+    max_unacked: int = 64
+    max_unacked_bytes: int = 16 * 1024 * 1024
+    resend_interval: int = 100
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -61,6 +86,10 @@ class Config:
             raise ValueError(f"adaptive_summary_size must be at most {MAX_SUMMARY_SIZE} and "
                              f"adaptive_summary_interval at most {MAX_SUMMARY_INTERVAL} ms "
                              "(what a HELLO may ask for)")
+        if self.max_frame_size > MAX_FRAME or self.max_frame_size < 65536:
+            raise ValueError(f"max_frame_size must be in 65536..{MAX_FRAME}")
+        if self.max_batch > MAX_BATCH:
+            raise ValueError(f"max_batch must be at most {MAX_BATCH}")
         if self.truncation_depth > 32:
             raise ValueError("truncation_depth must be at most 32 (the codec's nesting limit)")
         if self.heartbeat_timeout <= self.heartbeat_interval:

@@ -3,19 +3,36 @@
 It keeps the remote targets watched from here (in the core, under its connector
 index), sends queued subscribe/unsubscribe instructions as one SUBSCRIBE message
 per sweep, turns DEAD_SUMMARY messages into DOWNs, and owns liveness: HELLO /
-WELCOME for compatibility, heartbeats, and ``nodedown`` for every monitor it
-holds when the node dies, restarts, or cannot be reached. All methods but
+WELCOME for compatibility and identity (WELCOME names the proxy's node: a node
+reached under an address that is not its identity is refused), heartbeats, and
+``nodedown`` for every monitor it holds when the node dies, stops (FAREWELL),
+restarts, or cannot be reached. All methods but
 ``monitor``/``monitor_name``/``compatibility`` run on the node's I/O thread.
+
+Liveness has two phases. The DEALER runs ZMTP heartbeats (in libzmq's threads, no
+GIL needed) and a socket monitor reports its transport: a peer silent for
+``heartbeat_timeout`` whose connection is gone (crash, host loss, partition) is
+down; a refused reconnect (nobody listens any more) is down at once; a peer whose
+connection is alive but whose Python does not answer is down only after
+``pause_timeout`` of silence.
 
 Reliability: SUBSCRIBE and DEAD_SUMMARY messages carry sequence numbers and
 cumulative acks; a gap (ZeroMQ may drop queued messages on reconnect) is repaired
 by a NACK and a retransmit from the sender's unacked buffer. Heartbeats carry the
 last sequence sent, so a lost tail is noticed too.
+
+Bounds (Config): at most ``max_unacked`` SUBSCRIBE messages (``max_unacked_bytes``)
+wait for an ack (then instructions stay queued in the core until the proxy acks),
+resends at most once per ``resend_interval``, dead summaries of at most
+``max_batch`` certificates. A dead summary that is malformed in any way ends the
+session with ``nodedown`` (the sequence would stall otherwise). Name keys live
+exactly as long as some monitor uses them.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import secrets
 import threading
 import time
@@ -23,6 +40,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from . import protocol as p
 from ._core import NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
@@ -37,6 +55,11 @@ if TYPE_CHECKING:
 
 
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
+READ_SLICE = 0.01      # seconds of frame handling per on_readable call (see proxy)
+FAREWELL_LINGER = 200  # ms a closing DEALER may take to send its GOODBYE
+RECONNECT_IVL = 0.05   # s: the DEALER's first reconnect interval (ZMQ_RECONNECT_IVL)
+
+_log = logging.getLogger("zenmon.connector")
 
 
 class State(enum.Enum):
@@ -51,6 +74,7 @@ class Connector:
     """The link to the node at `address`, for pids of one incarnation."""
 
     def __init__(self, node: Node, address: str, incarnation: int = 0) -> None:
+        p.check_address(address)
         self._node = node
         self._core = node._core
         self.address = address
@@ -62,6 +86,15 @@ class Connector:
         self.firing = False                  # a chunked nodedown is under way
         self.closed = False
         self.socket: zmq.Socket[Any] | None = None
+        self.monitor_socket: zmq.Socket[Any] | None = None
+        self.routing_id = b"\x01" + secrets.token_bytes(15)   # never starts with 0
+        self.transport_up = False            # ZMTP handshake done, not disconnected since
+        self.transport_down_at = 0.0         # when it last went down
+        self.refused = False                 # a reconnect was refused since the disconnect
+        self.retried_at = 0.0                # last CONNECT_RETRIED while down
+        self.paused = False                  # silent with a live transport (logged once)
+        self.last_sweep = 0.0
+        self.connect_probe = 0.2             # s: the DEALER's ZMQ_CONNECT_TIMEOUT
         self.session = 0
         self.sub_seq = 0                     # last SUBSCRIBE sent
         self.unacked: deque[tuple[int, bytes]] = deque()
@@ -70,14 +103,19 @@ class Connector:
         self.last_sent = 0.0
         self.last_heartbeat = 0.0
         self.last_nack = 0.0
+        self.last_resend = 0.0
+        self.unacked_bytes = 0
         self.connect_deadline = 0.0
         self.attempt = 0
         self.penalty_until = 0.0
         self.sweeps = 0
         self.waiters: list[concurrent.futures.Future[str]] = []
+        # name <-> name key, for names some monitor here uses (forget_names drops the
+        # rest); keys are never reused, so a late certificate cannot hit a new name
         self._name_keys: dict[str, int] = {}
         self.names: dict[int, tuple[str, str]] = {}
         self._names_lock = threading.Lock()
+        self._last_name_key = 0
 
     def __repr__(self) -> str:
         return f"<Connector {self.address} inc={self.incarnation} {self.state.value}>"
@@ -101,13 +139,17 @@ class Connector:
 
     def monitor_name(self, subscriber: int, name: str) -> int:
         """Monitor the process registered as `name` on the remote node."""
-        with self._names_lock:
+        with self._names_lock:       # with forget_names: a key is dropped only unused
             key = self._name_keys.get(name)
             if key is None:
-                key = NAME_KEY_FLAG | (len(self._name_keys) + 1)
+                self._last_name_key += 1
+                key = NAME_KEY_FLAG | self._last_name_key
                 self._name_keys[name] = key
                 self.names[key] = (name, self.address)
-        ref = self._core.monitor(subscriber, self.index, key, True)
+            ref = self._core.monitor(subscriber, self.index, key, True)
+            if ref <= TARGET_DEAD and not self._core.has_target(self.index, key):
+                del self.names[key]
+                del self._name_keys[name]
         if ref <= TARGET_DEAD:
             raise ProcessExited("a dead process cannot monitor")
         return ref
@@ -149,16 +191,27 @@ class Connector:
             return
         config = self._node._config
         core = self._core
-        has_work = core.connector_pending(self.index) or core.connector_targets(self.index)
+        # a stall of this node's own I/O thread (GC, GIL) is not the peer's silence
+        stall = (now - self.last_sweep - 2 * config.connector_sweep_interval / 1000
+                 if self.last_sweep else 0.0)
+        self.last_sweep = now
+        if stall > config.heartbeat_interval / 1000 and self.last_heard:
+            self.last_heard = min(now, self.last_heard + stall)
+        has_work = (core.connector_pending(self.index) or core.connector_targets(self.index)
+                    or self._node._node_monitors.watching(self))
         if self.state is State.IDLE:
             if self.retired:
                 if not has_work:
                     self.close()
                 else:
                     self.fire_all()
+                    self._node._node_monitors.session_down(self, self.address, "restart",
+                                                           False)
             elif has_work:
                 if now < self.penalty_until:
                     self.fire_all()        # incompatible, penalty running: nodedown at once
+                    self._node._node_monitors.session_down(self, self.address,
+                                                           "incompatible", False)
                 else:
                     self.start_session(now, config.connect_timeout / 1000)
             return
@@ -168,24 +221,43 @@ class Connector:
             elif now - self.last_sent >= config.heartbeat_interval / 1000:
                 self.send_hello(now)
             return
+        self.on_transport_event()
+        if self.state is not State.UP:
+            return
+        if not self.transport_up and self.refused:
+            self.node_down("connection lost")   # down, and a reconnect failed: not a pause
+            return
         if now - self.last_heard > config.heartbeat_timeout / 1000:
             # read what is waiting first: after a long pause of this process (a big
             # GC, a frozen thread) the answers may be queued right here
-            self.on_readable()
+            self.on_readable(config.heartbeat_timeout / 1000)
             if self.state is not State.UP:
                 return
-            if now - self.last_heard > config.heartbeat_timeout / 1000:
-                self.node_down("heartbeat timeout")
-                return
-        instructions = core.connector_take(self.index, config.connector_chunk_size)
+            silent = now - self.last_heard
+            if silent > config.heartbeat_timeout / 1000:
+                # a connection down for a heartbeat round (not just cut and being
+                # re-dialled after a short partition) and nothing heard: gone
+                if (not self.transport_up and now - self.transport_down_at
+                        >= config.heartbeat_interval / 1000):
+                    self.node_down("heartbeat timeout")
+                    return
+                if silent > max(config.pause_timeout, config.heartbeat_timeout) / 1000:
+                    self.node_down("pause timeout")
+                    return
+                if not self.paused and self.transport_up:
+                    self.paused = True
+                    _log.info("peer %s silent for %.1f s with its connection alive: "
+                              "a paused Python, not declared down before pause_timeout",
+                              self.address, silent)
+        instructions = b""
+        if (len(self.unacked) < config.max_unacked
+                and self.unacked_bytes < config.max_unacked_bytes):
+            instructions = core.connector_take(
+                self.index, min(config.connector_chunk_size, config.max_batch))
         if instructions:
             self.sweeps += 1
-            self.sub_seq += 1
-            body = p.pack_subscribe(self.sub_seq, self.dead_expected - 1, instructions,
-                                    self._names_in(instructions))
-            frame = self.frame(p.SUBSCRIBE, body)
-            self.unacked.append((self.sub_seq, frame))
-            self.send(frame, now)
+            self.send_subscribe(instructions, now, config.max_frame_size)
+            self.forget_names(instructions, unsubscribed_only=True)
         # heartbeats run whatever else is sent: they are what the proxy answers, so a
         # long run of SUBSCRIBE batches must not starve last_heard
         if now - self.last_heartbeat >= config.heartbeat_interval / 1000:
@@ -193,13 +265,36 @@ class Connector:
             self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(self.sub_seq,
                                                              self.dead_expected - 1)), now)
 
+    def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int) -> None:
+        """Send `instructions` as one SUBSCRIBE, or, when long names would make it larger
+        than the peer accepts (``max_frame_size``), as consecutive halves, in order."""
+        body = p.pack_subscribe(self.sub_seq + 1, self.dead_expected - 1, instructions,
+                                self._names_in(instructions))
+        if p.HEADER.size + len(body) > max_frame_size and len(instructions) > 8:
+            half = len(instructions) // 16 * 8
+            self.send_subscribe(instructions[:half], now, max_frame_size)
+            self.send_subscribe(instructions[half:], now, max_frame_size)
+            return
+        self.sub_seq += 1
+        frame = self.frame(p.SUBSCRIBE, body)
+        self.unacked.append((self.sub_seq, frame))
+        self.unacked_bytes += len(frame)
+        self.send(frame, now)
+
     def start_session(self, now: float, timeout: float) -> None:
         """Open a fresh session: new socket, new session id, HELLO."""
         self.close_socket()
-        self.socket = self._node._open_dealer(self)
+        try:
+            self.socket, self.monitor_socket = self._node._open_dealer(self)
+        except zmq.ZMQError as exc:       # e.g. an endpoint ZeroMQ cannot parse
+            _log.warning("zenmon connector %s: cannot dial (%s): nodedown", self.address, exc)
+            self.incompatible()
+            return
+        self.transport_up = self.refused = self.paused = False
         self.session = secrets.randbits(63) + 1
         self.sub_seq = 0
         self.unacked.clear()
+        self.unacked_bytes = 0
         self.dead_expected = 1
         self.state = State.CONNECTING
         self.connect_deadline = now + timeout
@@ -219,25 +314,28 @@ class Connector:
         """A frame of this session, addressed to the incarnation we believe in."""
         return p.pack(kind, self._node.incarnation, self.incarnation, self.session, body)
 
-    def send(self, frame: bytes, now: float) -> None:
-        """Send without blocking; a refused send is counted (the seq layer recovers)."""
+    def send(self, frame: bytes, now: float) -> bool:
+        """Send without blocking; a refused send is counted in ``wire.frames.unsent``
+        (the seq layer recovers). -> whether ZeroMQ took it."""
         wire = self._node._wire
         assert self.socket is not None
         try:
             self.socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
         except zmq.ZMQError:
-            wire.frames_dropped += 1
-            return
+            wire.frames_unsent += 1
+            return False
         self.last_sent = now
         wire.messages_sent += 1
         wire.bytes_sent += len(frame)
+        return True
 
-    def on_readable(self) -> None:
+    def on_readable(self, read_slice: float = READ_SLICE) -> None:
         """Read what the remote proxy sent (bounded, so other sockets get their turn)."""
         socket = self.socket
         wire = self._node._wire
+        deadline = time.monotonic() + read_slice
         for _ in range(1000):
-            if socket is None or socket is not self.socket:
+            if socket is None or socket is not self.socket or time.monotonic() >= deadline:
                 return
             try:
                 frame = socket.recv(zmq.NOBLOCK)
@@ -268,27 +366,20 @@ class Connector:
             return
         now = time.monotonic()
         self.last_heard = now
+        if self.paused:
+            self.paused = False
+            _log.info("peer %s answers again", self.address)
         kind = header.type
         if kind == p.DEAD_SUMMARY:
-            seq, ack, keys, indexes, reasons = p.unpack_dead_summary(frame)
-            self.acked(ack)
-            if seq == self.dead_expected:
-                try:
-                    decoded = decode_reasons(reasons)
-                except CodecError:
-                    self.node_down("undecodable dead summary")   # never silently wrong
-                    raise
-                if not isinstance(decoded, list):
-                    self.node_down("undecodable dead summary")
-                    raise p.ProtocolError("reasons are not a list")
-                fired = self._core.fire_dead_summary(
-                    self.index, self.address, self.incarnation, keys, decoded, indexes,
-                    self.names)
-                self.dead_expected += 1
-                if fired:
-                    self._node._downs_queued()
-            elif seq > self.dead_expected:
-                self.nack(now)
+            try:
+                self.apply_dead_summary(frame, now)
+            except (p.ProtocolError, CodecError, ValueError) as exc:
+                # a summary of this session that cannot be applied would stall the
+                # stream for good (the peer resends the same): end it, never stay wrong
+                _log.warning("zenmon connector %s: malformed dead summary (%s): nodedown",
+                             self.address, exc)
+                self.node_down("malformed dead summary")
+                raise
         elif kind == p.HEARTBEAT_ACK:
             seq, ack = p.seq_ack(frame)
             self.acked(ack)
@@ -297,25 +388,55 @@ class Connector:
         elif kind == p.NACK_SUBSCRIBE:
             seq, ack = p.seq_ack(frame)
             self.acked(ack)
-            for sent_seq, sent in self.unacked:
-                if sent_seq >= seq:
-                    self.send(sent, now)
+            if now - self.last_resend >= self._node._config.resend_interval / 1000:
+                self.last_resend = now
+                for sent_seq, sent in self.unacked:
+                    if sent_seq >= seq and not self.send(sent, now):
+                        break
         elif kind == p.WELCOME:
             if self.state is State.CONNECTING:
+                identity = p.unpack_welcome(frame)
+                if identity != self.address:
+                    _log.warning("refused %s: the node there has the identity %r (dial "
+                                 "it by its advertised address)", self.address, identity)
+                    self.incompatible("identity mismatch")
+                    return
                 if self.incarnation == 0:
                     self.adopt(header.sender)
                 self.state = State.UP
                 self.attempt = 0
                 self.penalty_until = 0.0
+                _log.info("peer %s up (incarnation %d)", self.address, header.sender)
                 self.resolve("compatible")
+                self._node._node_monitors.session_up(self.address)
         elif kind == p.RESET:
             self.node_down("reset by peer")
+        elif kind == p.FAREWELL:
+            self.node_down("stopped")
+
+    def apply_dead_summary(self, frame: bytes, now: float) -> None:
+        """DOWNs for a DEAD_SUMMARY in sequence; a gap asks for a resend."""
+        seq, ack, keys, indexes, reasons = p.unpack_dead_summary(
+            frame, self._node._config.max_batch)
+        self.acked(ack)
+        if seq == self.dead_expected:
+            decoded = decode_reasons(reasons)
+            fired = self._core.fire_dead_summary(
+                self.index, self.address, self.incarnation, keys, decoded, indexes,
+                self.names)
+            self.dead_expected += 1
+            if fired:
+                self._node._downs_queued()
+            if self.names:
+                self.forget_names(keys)
+        elif seq > self.dead_expected:
+            self.nack(now)
 
     def acked(self, ack: int) -> None:
         """Forget SUBSCRIBE messages the proxy has applied."""
         unacked = self.unacked
         while unacked and unacked[0][0] <= ack:
-            unacked.popleft()
+            self.unacked_bytes -= len(unacked.popleft()[1])
 
     def nack(self, now: float) -> None:
         """Ask for the dead summaries from dead_expected on (at most once a heartbeat)."""
@@ -334,20 +455,27 @@ class Connector:
             successor.start_session(time.monotonic(),
                                     self._node._config.connect_timeout / 1000)
 
-    def incompatible(self) -> None:
+    def incompatible(self, why: str = "incompatible") -> None:
         """The remote spoke another protocol or garbage: penalty, then nodedown."""
         self.penalty_until = time.monotonic() + min(60.0, 2.0 ** self.attempt)
         self.attempt += 1
-        self.node_down("incompatible")
+        self.node_down(why)
 
     def node_down(self, why: str) -> None:
         """Fire ``nodedown`` for every monitor held here and end the session."""
+        was_up = self.state is State.UP
+        if was_up:
+            _log.warning("peer %s down: %s", self.address, why)
+        elif self.state is State.CONNECTING:
+            _log.warning("peer %s not reached: %s", self.address, why)
         self.state = State.IDLE
         self.session = 0
         self.unacked.clear()
+        self.unacked_bytes = 0
         self.close_socket()
         self.fire_all()
         self.resolve("incompatible")
+        self._node._node_monitors.session_down(self, self.address, why, was_up)
 
     def fire_all(self, start: int = 0) -> None:
         """``nodedown`` for every target of this connector (and drop queued work).
@@ -361,6 +489,8 @@ class Connector:
         self.firing = resume >= 0
         if self.firing:
             self._node._call_in_io(lambda: self.fire_all(resume))
+        elif self.names:
+            self.forget_names()
         if fired:
             self._node._downs_queued()
 
@@ -371,15 +501,70 @@ class Connector:
             if not future.done():
                 future.set_result(answer)
 
-    def close_socket(self) -> None:
+    def on_transport_event(self) -> None:
+        """Read the DEALER's socket monitor: is the connection to the peer alive?"""
+        monitor = self.monitor_socket
+        for _ in range(1000):
+            if monitor is None or monitor is not self.monitor_socket:
+                return
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            except zmq.Again:
+                return
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("transport %s: %s", self.address, zmq.Event(event).name)
+            now = time.monotonic()
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.transport_up = True
+                self.refused = False
+                self.retried_at = 0.0
+                if self.state is State.UP:
+                    # reconnected within the session: ask for news at once
+                    self.last_heartbeat = now
+                    self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(
+                        self.sub_seq, self.dead_expected - 1)), now)
+            elif event == zmq.EVENT_DISCONNECTED:
+                if self.transport_up:
+                    self.transport_down_at = now
+                self.transport_up = False
+                self.retried_at = 0.0
+            elif event == zmq.EVENT_CONNECT_RETRIED and not self.transport_up:
+                # libzmq reports RETRIED when it schedules a reconnect (right after a
+                # disconnect) and again when that attempt failed. A failure within
+                # the reconnect interval plus half the connect timeout was refused
+                # (nobody listens: the peer is dead), not timed out (partition).
+                # Gaps we cannot judge (events read in one batch after a stall of
+                # this thread) are left to the heartbeat_timeout rule.
+                if self.retried_at and (RECONNECT_IVL * 0.6 < now - self.retried_at
+                                        < RECONNECT_IVL + self.connect_probe / 2):
+                    self.refused = True
+                self.retried_at = now
+            elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                _log.warning("peer %s refused this node's CURVE key (not in its "
+                             "authorized list)", self.address)
+                if self.state is State.CONNECTING:
+                    self.incompatible("refused")
+            elif event in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                           zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+                _log.warning("ZMTP handshake with %s failed (wrong CURVE key, or not "
+                             "a zenmon node?)", self.address)
+
+    def close_socket(self, linger: int = 0) -> None:
         """Close this connector's DEALER (queued frames are dropped with it)."""
         if self.socket is not None:
-            self._node._close_socket(self.socket)
-            self.socket = None
+            assert self.monitor_socket is not None
+            self._node._close_dealer(self.socket, self.monitor_socket, linger)
+            self.socket = self.monitor_socket = None
+            self.transport_up = False
 
     def close(self) -> None:
-        """Close for good (node stop, or retired with nothing left to watch)."""
-        self.close_socket()
+        """Close for good (node stop, or retired with nothing left to watch); a live
+        session is ended with a GOODBYE, so the proxy drops our subscriptions now."""
+        linger = 0
+        if self.state is State.UP and self.socket is not None:
+            self.send(self.frame(p.GOODBYE), time.monotonic())
+            linger = FAREWELL_LINGER
+        self.close_socket(linger)
         self.closed = True
         self.resolve("incompatible")
 
@@ -388,7 +573,28 @@ class Connector:
         if not self.names:
             return {}
         names = {}
+        known = self.names
         for key in memoryview(instructions).cast("Q"):
             if key & NAME_KEY_FLAG and not key & UNSUBSCRIBE_FLAG:
-                names[key] = self.names[key][0]
+                entry = known.get(key)
+                if entry is not None:        # else: forgotten, the proxy answers noproc
+                    names[key] = entry[0]
         return names
+
+    def forget_names(self, keys: bytes | memoryview | None = None,
+                     unsubscribed_only: bool = False) -> None:
+        """Drop the name keys among `keys` (all when None) that no monitor uses now."""
+        core = self._core
+        with self._names_lock:
+            if keys is None:
+                candidates = list(self.names)
+            else:
+                candidates = [key & ~UNSUBSCRIBE_FLAG
+                              for key in memoryview(keys).cast("Q")
+                              if key & NAME_KEY_FLAG
+                              and (not unsubscribed_only or key & UNSUBSCRIBE_FLAG)]
+            for key in candidates:
+                entry = self.names.get(key)
+                if entry is not None and not core.has_target(self.index, key):
+                    del self.names[key]
+                    del self._name_keys[entry[0]]

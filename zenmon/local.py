@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import TARGET_DEAD, Pid
 from .errors import ProcessExited
+from .protocol import MAX_NAME, check_address
 
 if TYPE_CHECKING:
     from .node import Node
@@ -40,6 +41,7 @@ class Local:
                     if not ref:
                         raise ProcessExited("a dead process cannot monitor")
                 return self.fired(subscriber, (target, "noproc", None), False)
+            check_address(target.node)
             return self._node._connector(target.node).monitor(subscriber, target)
         if isinstance(target, str):
             return self.monitor_name(subscriber, target)
@@ -48,6 +50,8 @@ class Local:
             name, address = target
             if address == self.address:
                 return self.monitor_name(subscriber, name)
+            check_address(address)
+            check_remote_name(name)
             return self._node._connector(address).monitor_name(subscriber, name)
         raise TypeError(f"monitor target must be a zenmon.Pid, a name or (name, node), "
                         f"not {type(target).__name__}")
@@ -71,3 +75,14 @@ class Local:
             raise ProcessExited("a dead process cannot monitor")
         self._node._downs_queued()
         return ref
+
+
+def check_remote_name(name: str) -> None:
+    """A name sent to another node: valid UTF-8 of at most MAX_NAME bytes (ValueError)."""
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("a remote process name must be valid UTF-8 text") from None
+    if size > MAX_NAME:
+        raise ValueError(f"a remote process name is at most {MAX_NAME} UTF-8 bytes, "
+                         f"not {size}")

@@ -18,13 +18,17 @@ class WireCounters:
     """Bytes and messages through this node's sockets (kept by the I/O thread)."""
 
     __slots__ = ("messages_sent", "messages_received", "bytes_sent", "bytes_received",
-                 "frames_dropped", "internal_errors")
+                 "frames_dropped", "frames_unsent", "internal_errors", "peers_dropped",
+                 "peers_refused")
 
     def __init__(self) -> None:
         self.messages_sent = self.messages_received = 0
         self.bytes_sent = self.bytes_received = 0
-        self.frames_dropped = 0
+        self.frames_dropped = 0      # received frames thrown away (bad, stale, over a bound)
+        self.frames_unsent = 0       # outbound frames ZeroMQ refused (peer gone, HWM full)
         self.internal_errors = 0
+        self.peers_dropped = 0       # sessions ended because the peer went over a bound
+        self.peers_refused = 0       # CURVE handshakes that failed before ZAP (see Proxy)
 
 
 # counters only ever grow; the rest are gauges
@@ -35,6 +39,8 @@ COUNTERS = frozenset({
     "zenmon.proxy.batcher.enqueue", "zenmon.proxy.batcher.sweep",
     "zenmon.wire.messages.sent", "zenmon.wire.messages.received", "zenmon.wire.bytes.sent",
     "zenmon.wire.bytes.received", "zenmon.wire.frames.dropped", "zenmon.wire.peers.refused",
+    "zenmon.wire.frames.unsent", "zenmon.wire.peers.dropped",
+    "zenmon.node.internal_errors",
 })
 
 
@@ -60,11 +66,14 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.local.connector.sweep": sum(c.sweeps for c in list(node._all_connectors)),
         "zenmon.local.connector.queue_len": sizes["connector_queued"],
         "zenmon.local.connectors.size": len(node._all_connectors),
+        "zenmon.local.connector.names.size": sum(
+            len(c.names) for c in list(node._all_connectors)),
         "zenmon.local.dispatcher.events.delivered": counters["delivered"],
         "zenmon.local.dispatcher.events.processed": counters["processed"],
         "zenmon.local.dispatcher.queue_len": sizes["downs_queued"],
         "zenmon.proxy.subscribers.size": sizes["subscribers"],
         "zenmon.proxy.peers.size": len(proxy.peers) if proxy is not None else 0,
+        "zenmon.proxy.name_subscribers.size": core.name_subscribers(),
         "zenmon.proxy.batcher.enqueue": counters["batcher_enqueue"]
         + (proxy.noproc_enqueued if proxy is not None else 0),
         "zenmon.proxy.batcher.sweep": proxy.sweeps if proxy is not None else 0,
@@ -75,29 +84,78 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.wire.bytes.sent": wire.bytes_sent,
         "zenmon.wire.bytes.received": wire.bytes_received,
         "zenmon.wire.frames.dropped": wire.frames_dropped,
+        "zenmon.wire.frames.unsent": wire.frames_unsent,
+        "zenmon.wire.peers.dropped": wire.peers_dropped,
         "zenmon.node.internal_errors": wire.internal_errors,
-        "zenmon.wire.peers.refused": curve.refused if curve is not None else 0,
+        "zenmon.wire.peers.refused": wire.peers_refused
+        + (curve.refused if curve is not None else 0),
         "zenmon.memory.core_bytes": core.memory_bytes(),
     }
 
 
-class PrometheusCollector:
-    """A ``prometheus_client`` collector for one node's metrics.
+def _prometheus_core() -> Any:
+    """``prometheus_client.core``, imported on first use (it is an optional extra)."""
+    try:
+        from prometheus_client import core
+    except ImportError as exc:
+        raise ImportError(
+            "zenmon.PrometheusCollector needs the prometheus-client package: "
+            "pip install 'zenmon[prometheus]'") from exc
+    return core
 
-    ``prometheus_client.REGISTRY.register(PrometheusCollector(node))``; names are the
-    metric names with dots as underscores (``zenmon_local_monitor_total``...).
+
+class PrometheusCollector:
+    """A ``prometheus_client`` collector for the nodes of one process.
+
+    ``registry.register(PrometheusCollector(node_a, node_b))``; nodes made later join
+    with ``add(node)`` (and leave with ``remove(node)``). A registry refuses two
+    collectors exporting the same names, so use one collector per process. Names
+    are the metric names with dots as underscores; every series carries the label
+    ``node="<address>"``. Counters are typed as counters
+    (``zenmon_local_monitor_total``...), everything else as gauges; ``describe()``
+    lists the families without reading values.
     """
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
+    def __init__(self, *nodes: Node) -> None:
+        _prometheus_core()   # fail here, with the fix in the message, not at scrape time
+        self._nodes: list[Node] = list(nodes)
+
+    def add(self, node: Node) -> None:
+        """Export `node`'s metrics too."""
+        if node not in self._nodes:
+            self._nodes.append(node)
+
+    def remove(self, node: Node) -> None:
+        """Stop exporting `node`'s metrics."""
+        if node in self._nodes:
+            self._nodes.remove(node)
+
+    def describe(self) -> Iterator[Any]:
+        """The metric families without samples (a registry checks names with it)."""
+        names = list(collect(self._nodes[0])) if self._nodes else []
+        return iter(self._families(names, {}))
 
     def collect(self) -> Iterator[Any]:
-        """Yield one metric family per zenmon metric."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        """Yield one metric family per zenmon metric, one sample per node."""
+        values = {node.address or repr(node): collect(node) for node in list(self._nodes)}
+        names = list(dict.fromkeys(name for metrics in values.values() for name in metrics))
+        return iter(self._families(names, values))
 
-        for name, value in collect(self._node).items():
+    @staticmethod
+    def _families(names: list[str], values: dict[str, dict[str, int]]) -> list[Any]:
+        core = _prometheus_core()
+        CounterMetricFamily, GaugeMetricFamily = core.CounterMetricFamily, core.GaugeMetricFamily
+
+        families = []
+        for name in names:
             flat = name.replace(".", "_")
+            family: Any
             if name in COUNTERS:
-                yield CounterMetricFamily(flat, f"zenmon counter {name}", value=value)
+                family = CounterMetricFamily(flat, f"zenmon counter {name}", labels=["node"])
             else:
-                yield GaugeMetricFamily(flat, f"zenmon gauge {name}", value=value)
+                family = GaugeMetricFamily(flat, f"zenmon gauge {name}", labels=["node"])
+            for address, metrics in values.items():
+                if name in metrics:
+                    family.add_metric([address], metrics[name])
+            families.append(family)
+        return families

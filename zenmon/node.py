@@ -25,6 +25,7 @@ import zmq
 
 from . import metrics as _metrics
 from ._core import Core, Pid
+from .address import split_endpoint
 from .config import Config
 from .connector import Connector
 from .curve import Curve
@@ -32,15 +33,21 @@ from .dispatcher import Dispatcher
 from .errors import NameTaken, NotStarted, ZenmonError
 from .local import Local
 from .messages import Down, DownBatch
+from .node_events import NodeMonitors
 from .process import Process
-from .protocol import MAX_FRAME
 from .proxy import Proxy
 from .truncator import truncate
 
 _log = logging.getLogger("zenmon")
+_log_node = logging.getLogger("zenmon.node")
 #: bind failures that are about the machine (address in use, not ours...), not the text
 _OS_BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM}
 _last_incarnation = 0
+#: What a connector's socket monitor reports (see Connector.on_transport_event).
+TRANSPORT_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                    | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _incarnation_lock = threading.Lock()
 
 
@@ -55,16 +62,27 @@ def _new_incarnation() -> int:
 class Node:
     """A zenmon node: local processes, their monitors, and the link to other nodes.
 
-    ``Node(listen="tcp://127.0.0.1:0", config=None, curve=None, **settings)``; call
-    ``start()`` (or use ``with``) before making processes. ``address`` is the bound
-    endpoint and the node's identity; a restarted node gets a new ``incarnation``.
+    ``Node(listen="tcp://127.0.0.1:0", config=None, curve=None, advertise=None,
+    **settings)``; call ``start()`` (or use ``with``) before making processes.
+
+    ``listen`` is the endpoint the node binds (``tcp://0.0.0.0:7001``,
+    ``tcp://[::1]:0``...); ``advertise`` is the address peers dial and every pid
+    carries (``tcp://sessions-3.internal:7001``; port 0 stands for the bound port).
+    ``address`` is that advertised identity. Without ``advertise`` it is the listen
+    host as written (not resolved) with the bound port, and a wildcard host
+    advertises ``socket.gethostname()``. A restarted node gets a new ``incarnation``.
     """
 
     def __init__(self, listen: str = "tcp://127.0.0.1:0", config: Config | None = None,
-                 curve: Curve | None = None, **settings: Any) -> None:
+                 curve: Curve | None = None, advertise: str | None = None,
+                 **settings: Any) -> None:
         if not isinstance(listen, str):
             raise TypeError("listen must be a ZeroMQ endpoint string")
+        split_endpoint(listen)
+        if advertise is not None:
+            split_endpoint(advertise)
         self._listen = listen
+        self._advertise = advertise
         self._config = (config or Config()).replace(**settings) if settings else (
             config or Config())
         self._curve = curve
@@ -80,6 +98,7 @@ class Node:
         self._running = False
         self._context: zmq.Context[Any] | None = None
         self._wire = _metrics.WireCounters()
+        self._node_monitors = NodeMonitors()
         self._wake_r = self._wake_w = -1       # the wake pipe: made by start()
         self._wake_lock = threading.Lock()     # no write races the pipe's close
         self._wake_pending = False
@@ -112,7 +131,7 @@ class Node:
         self._context = zmq.Context()
         self._proxy = Proxy(self)
         try:
-            self.address = self._proxy.bind(self._listen)
+            self.address = self._proxy.bind(self._listen, self._advertise)
         except zmq.ZMQError as exc:
             self._release_start()
             message = f"cannot listen on {self._listen!r}: {exc.strerror}"
@@ -131,6 +150,7 @@ class Node:
         self._thread = threading.Thread(target=self._run, name=f"zenmon-io {self.address}",
                                         daemon=True)
         self._thread.start()
+        _log_node.info("node %s started (listening on %s)", self.address, self._listen)
         return self
 
     def _release_start(self) -> None:
@@ -143,10 +163,11 @@ class Node:
             self._context = None
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the I/O thread and close every socket. Local processes stay as they are.
+        """Stop the I/O thread and close every socket.
 
-        Peers see this node go silent and fire ``nodedown`` for its processes after
-        their ``heartbeat_timeout``.
+        Peers are told (a FAREWELL to every connector that watches this node, a
+        GOODBYE to every proxy this node watches): their monitors on this node's
+        processes fire ``"nodedown"`` within a sweep plus delivery, not after a timeout.
         """
         if not self._running:
             return
@@ -271,6 +292,7 @@ class Node:
             with self._lock:
                 if self._names.get(name) is process:
                     del self._names[name]
+        self._node_monitors.process_exited(process)
         # no lock: a receiver registering meanwhile looks at _alive again (receive)
         process._alive = False
         if process._waiters:
@@ -301,6 +323,23 @@ class Node:
                 self._all_connectors.append(connector)
                 self._wake_io()
             return connector
+
+    def _monitor_node(self, process: Process, address: str) -> int:
+        """``process.monitor_node(address)``: a node monitor on `address`'s connector."""
+        if not isinstance(address, str):
+            raise TypeError("monitor_node takes a node address string")
+        split_endpoint(address.partition("?")[0])
+        if not process._alive:
+            from .errors import ProcessExited
+            raise ProcessExited(f"{process.pid} has exited")
+        if address == self.address:
+            raise ValueError("that address is this node's own")
+        while True:
+            connector = self._connector(address)
+            ref = self._node_monitors.monitor(process, connector)
+            if ref is not None:
+                self._wake_io()
+                return ref
 
     def connect(self, address: str, timeout: float | None = None) -> str:
         """Ping the node at `address` now. -> "compatible" | "incompatible" (cached)."""
@@ -378,14 +417,33 @@ class Node:
         self._commands.append(command)
         self._wake_io()
 
-    def _open_dealer(self, connector: Connector) -> zmq.Socket[Any]:
-        """A DEALER to `connector`'s node, registered with the I/O poller."""
+    def _open_dealer(self, connector: Connector) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+        """A DEALER to `connector`'s node and its socket monitor, both registered with
+        the I/O poller. -> (dealer, monitor)."""
         assert self._context is not None
+        config = self._config
         socket = self._context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.SNDHWM, 0)
-        socket.setsockopt(zmq.RCVHWM, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME)
+        socket.setsockopt(zmq.IPV6, 1)
+        # ZMTP heartbeats run in libzmq's I/O thread, without the GIL: a dead or cut
+        # link is noticed (DISCONNECTED) even while the peer's Python is stalled
+        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
+            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
+        socket.setsockopt(zmq.HEARTBEAT_TTL, min(config.heartbeat_timeout, 6_553_599))
+        # after a cut, try a fresh TCP connect every heartbeat_interval instead of
+        # waiting on the kernel's SYN backoff (1 s, 3 s...): a healed partition is
+        # reconnected in time for the session to go on
+        connect_probe = max(100, config.heartbeat_interval)
+        socket.setsockopt(zmq.CONNECT_TIMEOUT, connect_probe)
+        connector.connect_probe = connect_probe / 1000
+        # the same routing id across reconnects: the proxy keeps the session (ROUTER
+        # handover) and the sequence numbers repair what the reconnect lost
+        socket.setsockopt(zmq.ROUTING_ID, connector.routing_id)
+        # bounds on what one peer can queue here (docs/protocol.md, "Limits")
+        socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+        socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
         socket.setsockopt(zmq.RECONNECT_IVL, 50)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         if connector.server_key is not None:
@@ -396,10 +454,13 @@ class Node:
                 Curve(secret, public).dial(socket, connector.server_key)
             else:
                 self._curve.dial(socket, connector.server_key)
+        monitor = socket.get_monitor_socket(TRANSPORT_EVENTS)
         socket.connect(connector.endpoint)
         self._poller.register(socket, zmq.POLLIN)
         self._handlers[socket] = connector.on_readable
-        return socket
+        self._poller.register(monitor, zmq.POLLIN)
+        self._handlers[monitor] = connector.on_transport_event
+        return socket, monitor
 
     def _close_socket(self, socket: zmq.Socket[Any]) -> None:
         self._handlers.pop(socket, None)
@@ -408,6 +469,22 @@ class Node:
         except KeyError:
             pass
         socket.close(linger=0)
+
+    def _close_dealer(self, socket: zmq.Socket[Any], monitor: zmq.Socket[Any],
+                      linger: int = 0) -> None:
+        """Close a connector's DEALER (after `linger` ms for a last frame) and its monitor."""
+        for closing in (monitor, socket):
+            self._handlers.pop(closing, None)
+            try:
+                self._poller.unregister(closing)
+            except KeyError:
+                pass
+        try:
+            socket.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        monitor.close(linger=0)
+        socket.close(linger=linger)
 
     def _run(self) -> None:
         poller = self._poller

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import Pid as _Pid
 from .errors import ProcessExited
+from .messages import NodeDown as _NodeDown
 
 if TYPE_CHECKING:
     from ._core import Pid
@@ -90,10 +91,43 @@ class Process:
             raise TypeError(f"ref must be an int, not {type(ref).__name__}")
         if 0 < ref < 18446744073709551616:
             self._core.demonitor(self._id, ref)
+        elif ref >= 18446744073709551616:
+            self._node._node_monitors.demonitor(self, ref)
         if flush:
-            # in C, in place: atomic against every appender, order kept
-            self._core.flush(self._messages, ref)
+            if ref < 18446744073709551616:
+                # in C, in place: atomic against every appender, order kept
+                self._core.flush(self._messages, ref)
+            else:
+                # a node monitor's NodeDown: list() and remove() are single C calls
+                for message in list(self._messages):
+                    if type(message) is _NodeDown and message.ref == ref:
+                        self._messages.remove(message)
+                        break
         return True
+
+    def monitor_node(self, address: str) -> int:
+        """Watch the node at `address`. -> ref (returns at once).
+
+        Exactly one :class:`zenmon.NodeDown` ``(ref, address, reason)`` arrives in this
+        inbox when that node goes down, stops, restarts or cannot be reached (within
+        ``connect_timeout`` plus a sweep), unless ``demonitor(ref)`` comes first. While
+        the ref is held this node keeps a session with that node.
+        """
+        return self._node._monitor_node(self, address)
+
+    def monitor_nodes(self, enabled: bool = True) -> None:
+        """Receive :class:`zenmon.NodeUp` ``(address)`` for every peer session of this
+        node that comes up and ``NodeDown(None, address, reason)`` for every one that
+        goes down (Erlang's ``net_kernel:monitor_nodes``); ``False`` stops them."""
+        if not self._alive:
+            raise ProcessExited(f"{self.pid} has exited")
+        self._node._node_monitors.subscribe(self, bool(enabled))
+
+    def _deliver(self, message: Any) -> None:
+        # zenmon's own messages (node events): dropped once the process is dead
+        if self._alive:
+            self._messages.append(message)
+            self._wake()
 
     def set_bulk(self, enabled: bool = True) -> None:
         """Receive the DOWNs of each dispatcher tick as one :class:`zenmon.DownBatch`.

@@ -5,31 +5,65 @@ in sequence order to the core's subscribers table (at most one subscription per
 (local process, peer key), so a process watched by many remote monitors costs one
 entry per interested peer), and runs each peer's Batcher every
 ``batcher_sweep_interval`` (``batcher_chunk_size`` certificates at most), or at the
-pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` is dropped
-with all its subscriptions. Runs on the node's I/O thread.
+pace the peer asked for in its HELLO. A peer silent for ``heartbeat_timeout`` whose
+connection is gone (the ROUTER can no longer route to it: ZMTP heartbeats and TTL
+close dead connections in libzmq's threads) is dropped with all its subscriptions;
+one whose connection is alive (a paused Python) only after ``pause_timeout``.
+WELCOME names this node's identity; ``close`` sends FAREWELL to every peer so that
+their monitors fire ``nodedown`` at once. Runs on the node's I/O thread.
+
+What one peer can cost is bounded (Config, docs/protocol.md "Limits"): frames of at
+most ``max_frame_size`` bytes and ``max_batch`` instructions (names no more than the
+instructions), each instruction O(1) in the core; at most ``max_unacked`` dead
+summaries (``max_unacked_bytes``) kept for resending, resent at most once per
+``resend_interval``; ``rcvhwm`` / ``sndhwm`` messages queued per connection. A peer
+over a bound is dropped (RESET, its subscriptions gone), counted in
+``zenmon.wire.peers.dropped`` and logged on ``zenmon.proxy``: its connector then
+fires ``nodedown`` and starts a new session, never stays silently wrong.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from . import protocol as p
-from ._core import NAME_KEY_FLAG, UNSUBSCRIBE_FLAG, Batcher
+from ._core import Batcher
+from .address import advertised, split_endpoint
 from .batcher import dead_summary_body
 
 if TYPE_CHECKING:
     from .node import Node
+
+_log = logging.getLogger("zenmon.proxy")
+
+#: Seconds of frame handling one ``on_readable`` call may use before the I/O loop gets
+#: a turn (sweeps, the dispatcher, the other sockets); one frame's work is bounded by
+#: max_batch, so this bounds how long the loop goes without a sweep.
+READ_SLICE = 0.01
+#: Handshake failures a CURVE server counts as refused peers (bad mechanism, wrong key).
+_REFUSED_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+#: ms the closing ROUTER may take to send its FAREWELLs
+FAREWELL_LINGER = 200
+
+
+class PeerOverBound(p.ProtocolError):
+    """A peer went over one of this node's limits: its session is dropped."""
 
 
 class Peer:
     """One connector session talking to this proxy."""
 
     __slots__ = ("identity", "session", "incarnation", "address", "index", "batcher",
-                 "expected", "dead_seq", "unacked", "last_heard", "last_nack",
-                 "name_subscriptions", "summary_size", "summary_interval", "next_summary")
+                 "expected", "dead_seq", "unacked", "unacked_bytes", "last_heard",
+                 "last_nack", "last_resend", "summary_size", "summary_interval",
+                 "next_summary", "unroutable_since")
 
     def __init__(self, identity: bytes, session: int, incarnation: int, address: str,
                  index: int, batcher: Batcher, now: float, summary_size: int,
@@ -42,13 +76,15 @@ class Peer:
         self.batcher = batcher
         self.expected = 1                    # next SUBSCRIBE seq
         self.dead_seq = 0                    # last DEAD_SUMMARY sent
-        self.unacked: list[tuple[int, bytes]] = []
+        self.unacked: deque[tuple[int, bytes]] = deque()   # (seq, whole frame)
+        self.unacked_bytes = 0
         self.last_heard = now
         self.last_nack = 0.0
-        self.name_subscriptions: dict[int, int] = {}   # name key -> local pid id
+        self.last_resend = 0.0
         self.summary_size = summary_size     # asked for in HELLO; 0: batcher_chunk_size
         self.summary_interval = summary_interval   # ms, ditto; 0: batcher_sweep_interval
         self.next_summary = now              # no DEAD_SUMMARY before this
+        self.unroutable_since = 0.0          # first failed liveness probe (0: none)
 
 
 class Proxy:
@@ -62,48 +98,74 @@ class Proxy:
         self._free_indexes: list[tuple[int, Batcher]] = []
         self.sweeps = 0
         self.noproc_enqueued = 0
+        self._handshakes: zmq.Socket[Any] | None = None   # CURVE: handshake failures
+        self.last_sweep = 0.0
 
-    def bind(self, listen: str) -> str:
-        """Bind the ROUTER on `listen`. -> the node's address (the real endpoint)."""
+    def bind(self, listen: str, advertise: str | None = None) -> str:
+        """Bind the ROUTER on `listen`. -> the node's address: `advertise` (port 0: the
+        bound port) or the listen host as written with the bound port (a wildcard
+        host: this machine's host name), plus ``?key=`` with CURVE."""
         node = self._node
         assert node._context is not None
+        split_endpoint(listen)
         socket = node._context.socket(zmq.ROUTER)
+        self.socket = socket          # from here on close() cleans up, bind failing or not
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IPV6, 1)
+        # ZMTP heartbeats of its own (the DEALERs' TTL alone is not enforced after a
+        # non-PING message): libzmq closes a frozen or cut watcher's connection, which
+        # `routable` then sees, with no GIL needed on either side
+        config = node._config
+        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
+            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        socket.setsockopt(zmq.SNDHWM, 0)
-        socket.setsockopt(zmq.RCVHWM, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, p.MAX_FRAME)
+        socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+        socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
         suffix = ""
         if node._curve is not None:
             suffix = node._curve.serve(socket, node)
-        socket.bind(listen)
-        self.socket = socket
-        return socket.getsockopt_string(zmq.LAST_ENDPOINT) + suffix
+            # NULL-mechanism and wrong-server-key dials fail before ZAP is asked
+            self._handshakes = socket.get_monitor_socket(_REFUSED_EVENTS)
+        socket.bind(listen)       # on failure the caller's close() releases the socket
+        return advertised(listen, socket.getsockopt_string(zmq.LAST_ENDPOINT),
+                          advertise) + suffix
 
     def register(self, poller: zmq.Poller) -> None:
         """Add the ROUTER to the I/O thread's poller."""
         poller.register(self.socket, zmq.POLLIN)
 
     def close(self) -> None:
-        """Close the ROUTER."""
+        """Tell every peer this node stops (FAREWELL), then close the ROUTER."""
+        if self._handshakes is not None:
+            if self.socket is not None:
+                self.socket.disable_monitor()
+            self._handshakes.close(linger=0)
+            self._handshakes = None
         if self.socket is not None:
-            self.socket.close(linger=0)
+            for peer in list(self.peers.values()):
+                self.send_peer(peer, p.FAREWELL, b"")
+            self.socket.close(linger=FAREWELL_LINGER if self.peers else 0)
             self.socket = None
 
     # ------------------------------------------------------------- receive
 
     def on_readable(self) -> None:
-        """Handle what connectors sent (bounded, so other sockets get their turn)."""
+        """Handle what connectors sent (bounded in frames and time, so the sweeps and
+        the other sockets get their turn; ZeroMQ fair-queues the peers)."""
         socket = self.socket
         wire = self._node._wire
+        deadline = time.monotonic() + READ_SLICE
         for _ in range(1000):
             try:
                 frames = socket.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
             except zmq.Again:
                 return
+            size = sum(len(f) for f in frames)
             wire.messages_received += 1
-            wire.bytes_received += sum(len(f) for f in frames)
+            wire.bytes_received += size
             if len(frames) != 2:
                 wire.frames_dropped += 1
                 continue
@@ -116,12 +178,20 @@ class Proxy:
                 self.reply(identity, p.pack(p.WELCOME, self._node.incarnation, 0, 0))
             except (p.ProtocolError, ValueError):
                 wire.frames_dropped += 1
+            if time.monotonic() >= deadline:
+                return
 
     def handle(self, identity: bytes, frame: bytes) -> None:
         """Apply one frame from a connector."""
         header = p.unpack_header(frame)
         kind = header.type
         node = self._node
+        if len(frame) > node._config.max_frame_size:   # the limit lowered at run time
+            peer = self.peers.get(identity)
+            if peer is not None and peer.session == header.session:
+                self.send_peer(peer, p.RESET, b"")
+                self.drop(peer, f"frame of {len(frame)} bytes is over max_frame_size")
+            raise PeerOverBound("frame over max_frame_size")
         if kind not in p.CONNECTOR_TYPES:
             raise p.ProtocolError(f"message type {kind} is not for a proxy")
         now = time.monotonic()
@@ -134,10 +204,13 @@ class Proxy:
                 if peer is not None:
                     self.drop(peer)
                 address, size, interval = p.unpack_hello(frame)
+                size = min(size, node._config.max_batch)
                 peer = self.new_peer(identity, header.session, header.sender, address, now,
                                      size, interval)
+                _log.info("peer %s joined (watches this node)", address)
             peer.last_heard = now
-            self.send(identity, header.session, header.sender, p.WELCOME, b"")
+            self.send(identity, header.session, header.sender, p.WELCOME,
+                      node.address.encode())
             return
         peer = self.peers.get(identity)
         if (peer is None or peer.session != header.session
@@ -148,17 +221,18 @@ class Proxy:
         peer.last_heard = now
         try:
             self.handle_session(peer, kind, frame, now)
-        except (p.ProtocolError, ValueError):
+        except (p.ProtocolError, ValueError) as exc:
             # a malformed body inside a live session would stall its sequence forever:
             # end the session so the connector declares nodedown instead
             self.send_peer(peer, p.RESET, b"")
-            self.drop(peer)
+            self.drop(peer, f"{p.TYPE_NAMES.get(kind, kind)}: {exc}")
             raise
 
     def handle_session(self, peer: Peer, kind: int, frame: bytes, now: float) -> None:
         """Apply one frame of an established session."""
         if kind == p.SUBSCRIBE:
-            seq, ack, instructions, names = p.unpack_subscribe(frame)
+            seq, ack, instructions, names = p.unpack_subscribe(
+                frame, self._node._config.max_batch)
             self.acked(peer, ack)
             if seq == peer.expected:
                 self.apply(peer, instructions, names)
@@ -175,10 +249,9 @@ class Proxy:
         elif kind == p.NACK_DEADS:
             seq, ack = p.seq_ack(frame)
             self.acked(peer, ack)
-            for sent_seq, body in peer.unacked:
-                if sent_seq >= seq:
-                    self.send_peer(peer, p.DEAD_SUMMARY, body)
+            self.resend(peer, seq, now)
         elif kind == p.GOODBYE:
+            _log.info("peer %s left (goodbye)", peer.address)
             self.drop(peer)
 
     def new_peer(self, identity: bytes, session: int, incarnation: int, address: str,
@@ -194,36 +267,42 @@ class Proxy:
         return peer
 
     def apply(self, peer: Peer, instructions: memoryview, names: dict[int, str]) -> None:
-        """Apply one SUBSCRIBE batch in order; dead or unknown targets answer noproc."""
-        core = self._core
-        before = len(peer.batcher)
-        core.subscribe_many(peer.index, instructions, peer.batcher, "noproc")
-        if names or peer.name_subscriptions:
-            for key in instructions.cast("Q"):
-                if key & NAME_KEY_FLAG:
-                    self.apply_name(peer, key, names)
-        self.noproc_enqueued += len(peer.batcher) - before
+        """Apply one SUBSCRIBE batch in order, O(1) per instruction; dead or unknown
+        targets (names too: resolved here, at subscribe time) answer noproc."""
+        whereis = self._node.whereis
+        resolved: dict[str, int | None] = {}     # each distinct name looked up once
 
-    def apply_name(self, peer: Peer, key: int, names: dict[int, str]) -> None:
-        """Subscribe/unsubscribe by registered name: resolved here, at subscribe time."""
-        core = self._core
-        if key & UNSUBSCRIBE_FLAG:
-            key &= ~UNSUBSCRIBE_FLAG
-            pid_id = peer.name_subscriptions.pop(key, None)
-            if pid_id is not None:
-                core.unsubscribe(peer.index, key, pid_id)
-            return
-        name = names.get(key)
-        pid = self._node.whereis(name) if name is not None else None
-        if pid is not None and core.subscribe(peer.index, key, pid.id):
-            peer.name_subscriptions[key] = pid.id
-        else:
-            peer.batcher.push_certificate(key, "noproc")
+        def resolve_name(key: int) -> int | None:
+            name = names.get(key)
+            if name is None:
+                return None
+            try:
+                return resolved[name]
+            except KeyError:
+                pid = whereis(name)
+                pid_id = resolved[name] = pid.id if pid is not None else None
+                return pid_id
+
+        before = len(peer.batcher)
+        self._core.subscribe_many(peer.index, instructions, peer.batcher, "noproc",
+                                  resolve_name)
+        self.noproc_enqueued += len(peer.batcher) - before
 
     def acked(self, peer: Peer, ack: int) -> None:
         """Forget dead summaries the connector has applied."""
-        if peer.unacked and peer.unacked[0][0] <= ack:
-            peer.unacked = [(s, b) for s, b in peer.unacked if s > ack]
+        unacked = peer.unacked
+        while unacked and unacked[0][0] <= ack:
+            peer.unacked_bytes -= len(unacked.popleft()[1])
+
+    def resend(self, peer: Peer, seq: int, now: float) -> None:
+        """Resend unacked dead summaries from `seq` on: at most once per
+        ``resend_interval``, the very same frames (no copies), stopping at a full queue."""
+        if now - peer.last_resend < self._node._config.resend_interval / 1000:
+            return
+        peer.last_resend = now
+        for sent_seq, frame in peer.unacked:
+            if sent_seq >= seq and not self.reply(peer.identity, frame):
+                return
 
     def nack(self, peer: Peer, now: float) -> None:
         """Ask the connector to resend SUBSCRIBE messages from `expected` on."""
@@ -233,12 +312,21 @@ class Proxy:
         self.send_peer(peer, p.NACK_SUBSCRIBE,
                        p.pack_seq_ack(peer.expected, peer.expected - 1))
 
-    def drop(self, peer: Peer) -> None:
-        """Forget a peer: its subscriptions, queued certificates and unacked summaries."""
+    def drop(self, peer: Peer, over_bound: str = "") -> None:
+        """Forget a peer: its subscriptions, queued certificates and unacked summaries.
+
+        `over_bound` names the limit it broke (then it is counted and logged).
+        """
+        if self.peers.get(peer.identity) is not peer:
+            return                                   # already dropped
+        if over_bound:
+            self._node._wire.peers_dropped += 1
+            _log.warning("zenmon proxy %s: dropped peer %s (session %x): %s",
+                         self._node.address, peer.address[:200], peer.session, over_bound)
         self._core.drop_peer(peer.index)
-        if self.peers.get(peer.identity) is peer:
-            del self.peers[peer.identity]
-        peer.unacked = []
+        del self.peers[peer.identity]
+        peer.unacked.clear()
+        peer.unacked_bytes = 0
         self._free_indexes.append((peer.index, peer.batcher))
 
     # ---------------------------------------------------------------- send
@@ -249,18 +337,49 @@ class Proxy:
         silent peers."""
         config = self._node._config
         timeout = config.heartbeat_timeout / 1000
+        chunk = min(config.batcher_chunk_size, config.max_batch)
+        if self._handshakes is not None:
+            self.count_refused()
+        pause = max(config.pause_timeout, config.heartbeat_timeout) / 1000
+        # a stall of this node's own I/O thread (GC, GIL) is not the peers' silence
+        stall = (now - self.last_sweep - 2 * self.sweep_interval() / 1000
+                 if self.last_sweep else 0.0)
+        self.last_sweep = now
         for peer in list(self.peers.values()):
-            if now - peer.last_heard > timeout:
-                self.drop(peer)
-                continue
-            if len(peer.batcher) and now >= peer.next_summary:
+            if stall > config.heartbeat_interval / 1000:
+                peer.last_heard = min(now, peer.last_heard + stall)
+            silent = now - peer.last_heard
+            if silent > timeout:
+                if silent > pause:
+                    _log.warning("peer %s dropped: silent for %.1f s (pause_timeout)",
+                                 peer.address, silent)
+                    self.drop(peer)
+                    continue
+                if self.routable(peer):
+                    peer.unroutable_since = 0.0
+                elif not peer.unroutable_since:
+                    peer.unroutable_since = now
+                elif now - peer.unroutable_since >= 2 * config.heartbeat_interval / 1000:
+                    # gone for two heartbeat rounds, not just being re-dialled after a
+                    # short partition (its connector then goes on with this session)
+                    _log.warning("peer %s dropped: silent for %.1f s and its connection "
+                                 "is gone", peer.address, silent)
+                    self.drop(peer)
+                    continue
+            if (len(peer.batcher) and now >= peer.next_summary
+                    and len(peer.unacked) < config.max_unacked
+                    and peer.unacked_bytes < config.max_unacked_bytes):
+                # (a peer that does not ack waits, its certificates queued in the core)
                 self.sweeps += 1
                 peer.dead_seq += 1
-                body = dead_summary_body(peer.batcher,
-                                         peer.summary_size or config.batcher_chunk_size,
-                                         peer.dead_seq, peer.expected - 1)
-                peer.unacked.append((peer.dead_seq, body))
-                self.send_peer(peer, p.DEAD_SUMMARY, body)
+                body = dead_summary_body(peer.batcher, peer.summary_size or chunk,
+                                         peer.dead_seq, peer.expected - 1,
+                                         config.max_frame_size - p.HEADER.size)
+                frame = p.pack(p.DEAD_SUMMARY, self._node.incarnation, peer.incarnation,
+                               peer.session, body)
+                peer.unacked.append((peer.dead_seq, frame))
+                peer.unacked_bytes += len(frame)
+                self.reply(peer.identity, frame)
                 # at least one interval apart (the I/O loop sweeps with this same `now`,
                 # so a peer on the node's own interval is served at every sweep)
                 interval = peer.summary_interval or config.batcher_sweep_interval
@@ -274,6 +393,18 @@ class Proxy:
                 interval = peer.summary_interval
         return interval
 
+    def routable(self, peer: Peer) -> bool:
+        """Is `peer`'s connection alive? A HEARTBEAT_ACK probe (harmless: the same
+        acknowledgement it last had) is refused with EHOSTUNREACH once libzmq closed it."""
+        frame = p.pack(p.HEARTBEAT_ACK, self._node.incarnation, peer.incarnation,
+                       peer.session, p.pack_seq_ack(peer.dead_seq, peer.expected - 1))
+        try:
+            self.socket.send_multipart([peer.identity, frame],  # type: ignore[union-attr]
+                                       zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            return exc.errno != zmq.EHOSTUNREACH
+        return True
+
     def send_peer(self, peer: Peer, kind: int, body: bytes) -> None:
         """Send a frame of `peer`'s session."""
         self.send(peer.identity, peer.session, peer.incarnation, kind, body)
@@ -283,14 +414,28 @@ class Proxy:
         """Send one frame to a connector; unknown or full peers are counted as drops."""
         self.reply(identity, p.pack(kind, self._node.incarnation, receiver, session, body))
 
-    def reply(self, identity: bytes, frame: bytes) -> None:
-        """Route `frame` to `identity` without blocking."""
+    def reply(self, identity: bytes, frame: bytes) -> bool:
+        """Route `frame` to `identity` without blocking. -> False if ZeroMQ refused it
+        (peer gone, or its queue at ``sndhwm``: counted in ``wire.frames.unsent``)."""
         wire = self._node._wire
         try:
             self.socket.send_multipart([identity, frame], zmq.NOBLOCK,  # type: ignore[union-attr]
                                        copy=len(frame) < 65536)
         except zmq.ZMQError:
-            wire.frames_dropped += 1
-            return
+            wire.frames_unsent += 1
+            return False
         wire.messages_sent += 1
         wire.bytes_sent += len(frame) + len(identity)
+        return True
+
+    def count_refused(self) -> None:
+        """Count CURVE handshakes that failed before ZAP (NULL mechanism, wrong key)."""
+        wire = self._node._wire
+        while True:
+            try:
+                event = self._handshakes.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
+            except zmq.Again:
+                return
+            if len(event) == 2 and len(event[0]) >= 2:
+                if int.from_bytes(event[0][:2], "little") & _REFUSED_EVENTS:
+                    wire.peers_refused += 1

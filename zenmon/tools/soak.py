@@ -26,7 +26,7 @@ raised, or a table did not return to its baseline; 0 otherwise. ``--json`` adds
 the summary as one JSON line (for tests).
 
 The nodes are ``python -m zenmon.tools.soak --child ROLE`` processes answering JSON
-command lines (the command loop of the demo and bench nodes).
+command lines (the command loop of :mod:`zenmon.tools.child`).
 """
 
 from __future__ import annotations
@@ -402,7 +402,7 @@ class WatcherServer:
 def child_main(role: str, port: int, settings: dict[str, Any], threads: int,
                seed: int) -> int:
     """Run one soak node (`role`: "watcher" or "target") until stdin ends."""
-    from zenmon._child import die_with_parent, serve_commands
+    from .child import die_with_parent, serve_commands
 
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m zenmon.bench_remote [--quick] [--json FILE] [--n N] [--only NAME ...]
-    zenmon bench --only remote ...        (once registered in zenmon.bench)
+    python -m zenmon.tools.bench_remote [--quick] [--json FILE] [--n N] [--only NAME ...]
+    zenmon bench --remote ...
 
-The naive baseline is :mod:`zenmon._naive_remote`: the same process model and
+The naive baseline is :mod:`zenmon.tools.naive_remote`: the same process model and
 transport (a node per OS process, one I/O thread, ROUTER/DEALER over loopback
 TCP) but one network message per monitor and per death, no batching, no
 dispatcher. Every figure is *lower is better*; ratio = naive / zenmon.
@@ -64,10 +64,8 @@ import base64
 import gc
 import json
 import os
-import queue
 import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -75,8 +73,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zenmon._child import die_with_parent, serve_commands
-from zenmon.bench import _malloc_trim, _rss_bytes
+from zenmon.tools import child as _child
+from zenmon.tools.child import ChildError, die_with_parent, serve_commands
+from zenmon.tools.runner import IMPLEMENTATIONS, RunContext, Scenario, format_table
+from zenmon.tools.runner import run as run_scenarios
+from zenmon.tools.stats import label_n, percentile, settled_rss
 
 __all__ = [
     "SCENARIO_SPECS",
@@ -94,7 +95,6 @@ FULL_N = 1_000_000
 QUICK_N = 100_000
 STORM_N = 100_000
 WATCHERS = 1000
-IMPLEMENTATIONS = ("zenmon", "naive")
 START_TIMEOUT = 60.0
 WORK_PERIOD = 0.001            # seconds between work messages in the storm
 #: CPU the storm's watcher spends handling each DOWN, in µs (``--down-cost-us``).
@@ -114,10 +114,6 @@ HEARTBEAT: dict[str, Any] = {"heartbeat_interval": 100, "heartbeat_timeout": 500
 NAIVE_PATIENT: dict[str, Any] = {"heartbeat_interval": 100, "heartbeat_timeout": 60_000}
 
 
-def _label_n(n: int) -> str:
-    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
-
-
 def _log(ctx: Any, text: str) -> None:
     log = getattr(ctx, "log", None)
     if log is not None:
@@ -127,13 +123,6 @@ def _log(ctx: Any, text: str) -> None:
 # --------------------------------------------------------------------------
 # Child mode: a node in its own OS process, JSON lines over stdin/stdout
 # --------------------------------------------------------------------------
-
-
-def _settled_rss() -> int:
-    gc.collect()
-    _malloc_trim()
-    time.sleep(0.2)
-    return _rss_bytes()
 
 
 def _pack_ids(ids: Sequence[int]) -> str:
@@ -152,7 +141,7 @@ def _make_node(impl: str, settings: dict[str, Any]) -> Any:
 
         return zenmon.Node(listen="tcp://127.0.0.1:0", **settings).start()
     if impl == "naive":
-        from ._naive_remote import NaiveRemoteNode
+        from zenmon.tools.naive_remote import NaiveRemoteNode
 
         return NaiveRemoteNode(listen="tcp://127.0.0.1:0", **settings).start()
     raise ValueError(f"unknown implementation {impl!r}")
@@ -163,7 +152,7 @@ def _pids(impl: str, address: str, incarnation: int, ids: Sequence[int]) -> list
         from zenmon import Pid
 
         return [Pid(address, incarnation, i) for i in ids]
-    from ._naive_remote import NaivePid
+    from zenmon.tools.naive_remote import NaivePid
 
     return [NaivePid(address, i) for i in ids]
 
@@ -232,7 +221,7 @@ class _Server:
         self.node.configure(**settings)
 
     def do_rss(self) -> int:
-        return _settled_rss()
+        return settled_rss()
 
     # the watching role, for the memory scenario
     def do_watch_prepare(self, address: str, incarnation: int, ids: str,
@@ -265,106 +254,22 @@ def serve(impl: str, settings: dict[str, Any]) -> int:
         "pid": os.getpid()})
 
 
-class ChildError(RuntimeError):
-    """A child node answered an error, died, or did not answer in time."""
+class Child(_child.Child):
+    """A node of implementation ``impl`` in a subprocess (``--serve`` mode of this module).
 
-
-class Child:
-    """A node of implementation ``impl`` in a subprocess (``--serve`` mode).
-
-    Every read has a deadline (a reader thread feeds a queue), so a hung child
-    fails the benchmark instead of hanging it. ``kill()`` SIGKILLs this child by
-    its own pid; ``close()`` asks it to stop, then kills it if it does not.
+    :class:`zenmon.tools.child.Child` with this module's command set; ``close()``
+    asks it to stop, then kills it by its pid if it does not go.
     """
 
     def __init__(self, impl: str, settings: dict[str, Any] | None = None) -> None:
         self.impl = impl
-        # The child gets exactly our sys.path: with -m or -c it would otherwise put
-        # the working directory first, and a source tree there (no built _core)
-        # would shadow the installed package.
-        code = (
-            "import sys\n"
-            f"sys.path[:] = {[p for p in sys.path if p]!r}\n"
-            "from zenmon.bench_remote import main\n"
-            "sys.exit(main(sys.argv[1:]))\n"
-        )
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", code, "--serve", "--impl", impl,
-             "--settings", json.dumps(settings or {})],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True,
-                         name=f"bench child {self.proc.pid}").start()
-        try:
-            hello = json.loads(self._line(START_TIMEOUT))
-        except BaseException:
-            self.kill()
-            raise
-        self.address: str = hello["address"]
-        self.incarnation: int = int(hello["incarnation"])
-        self.pid: int = int(hello["pid"])
+        super().__init__("zenmon.tools.bench_remote",
+                         ["--serve", "--impl", impl, "--settings", json.dumps(settings or {})],
+                         name=f"{impl} child", start_timeout=START_TIMEOUT)
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _line(self, timeout: float) -> str:
-        try:
-            line = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            raise ChildError(
-                f"{self.impl} child {self.proc.pid}: no answer in {timeout} s") from None
-        if line is None:
-            raise ChildError(f"{self.impl} child {self.proc.pid} exited "
-                             f"(status {self.proc.poll()})")
-        return line
-
-    def send(self, cmd: str, **args: Any) -> None:
-        """Send a command without waiting for its answer (see :meth:`reply`)."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
-        self.proc.stdin.flush()
-
-    def reply(self, timeout: float = 600.0) -> Any:
-        answer = json.loads(self._line(timeout))
-        if "error" in answer:
-            raise ChildError(f"{self.impl} child: {answer['error']}")
-        return answer["ok"]
-
-    def call(self, cmd: str, timeout: float = 600.0, **args: Any) -> Any:
-        self.send(cmd, **args)
-        return self.reply(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL this child (by its pid) and reap it."""
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(10)
-        self._close_pipes()
-
-    def close(self) -> None:
-        """Stop the child politely; kill it if it does not go."""
-        if self.proc.poll() is None:
-            try:
-                self.call("stop", timeout=10)
-                self.proc.wait(10)
-            except (ChildError, OSError, ValueError, subprocess.TimeoutExpired):
-                pass
-        self.kill()
-
-    def _close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                if pipe is not None:
-                    pipe.close()
-            except OSError:
-                pass
+    def close(self, graceful: bool = True) -> None:
+        """Stop the child politely (unless not `graceful`); kill it if it does not go."""
+        super().close(graceful)
 
 
 # --------------------------------------------------------------------------
@@ -598,7 +503,7 @@ def scenario_subscribe(ctx: Any, impl: str) -> dict[str, float]:
     setattr(ctx, _KEPT, remote)      # (b) kills these targets
     n = remote.n
     figures = {
-        f"first monitor() -> {_label_n(n)} subscribed, s": result.total_s,
+        f"first monitor() -> {label_n(n)} subscribed, s": result.total_s,
         "subscribe, ns/monitor": result.total_s * 1e9 / n,
         "monitor() calls alone, s": result.calls_s,
         "wire bytes sent per subscription": (bytes1 - bytes0) / n,
@@ -629,7 +534,7 @@ def scenario_fanout(ctx: Any, impl: str) -> dict[str, float]:
     sent = after["zenmon.wire.bytes.sent"] - before["zenmon.wire.bytes.sent"]
     messages = after["zenmon.wire.messages.sent"] - before["zenmon.wire.messages.sent"]
     figures = {
-        f"{_label_n(n)} remote deaths -> last DOWN received, s": result.total_s,
+        f"{label_n(n)} remote deaths -> last DOWN received, s": result.total_s,
         "remote fan-out, ns/DOWN": result.total_s * 1e9 / n,
         "kill command -> first DOWN received, s": result.first_s,
         "exit() loop on the remote node, s": result.exit_loop_s,
@@ -683,7 +588,7 @@ def scenario_sigkill(ctx: Any, impl: str) -> dict[str, float]:
     finally:
         remote.close()
     figures = {
-        f"SIGKILL -> all {_label_n(n)} nodedown DOWNs received, s": last - t0,
+        f"SIGKILL -> all {label_n(n)} nodedown DOWNs received, s": last - t0,
         "SIGKILL -> first monitors fired (detection), s": detected[0] - t0,
         "first fired -> last nodedown received, s": last - detected[0],
         "after first fired, ns/DOWN": (last - detected[0]) * 1e9 / n,
@@ -736,7 +641,7 @@ def scenario_memory(ctx: Any, impl: str) -> dict[str, float]:
     _drop_kept(ctx)
     _log(ctx, f"{impl}: memory at {ctx.n:,} remote monitors (2 fresh subprocesses)")
     result = measure_remote_memory(impl, ctx.n)
-    n = _label_n(ctx.n)
+    n = label_n(ctx.n)
     return {
         f"watching node @{n}, B/monitor": result["watching"],
         f"remote node @{n}, B/subscription": result["remote"],
@@ -822,17 +727,10 @@ def storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
     return StormResult(last - t0, [w * 1000 for w in waits], downs, n)
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _wait_figures(waits_ms: Sequence[float]) -> dict[str, float]:
     return {
         "work wait p50, ms": statistics.median(waits_ms) if waits_ms else float("nan"),
-        "work wait p99, ms": _percentile(waits_ms, 0.99),
+        "work wait p99, ms": percentile(waits_ms, 0.99),
         "work wait max, ms": max(waits_ms, default=float("nan")),
     }
 
@@ -846,7 +744,7 @@ def _storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
         result = storm(impl, STORM_N, mode, down_cost_us=DOWN_COST_US)
         figures = {
             **_wait_figures(result.waits_ms),
-            f"storm: kill -> last of {_label_n(STORM_N)} DOWNs, s": result.storm_s,
+            f"storm: kill -> last of {label_n(STORM_N)} DOWNs, s": result.storm_s,
         }
         _missing(figures, impl, "storm DOWNs received", result.expected, result.received)
         return figures
@@ -963,7 +861,7 @@ def _nodedown_storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]
         rate = result.received / result.span_s if result.span_s > 0 else float("nan")
         figures = {
             **_wait_figures(result.waits_ms),
-            f"storm: first -> last of {_label_n(STORM_N)} DOWNs, s": result.span_s,
+            f"storm: first -> last of {label_n(STORM_N)} DOWNs, s": result.span_s,
             "storm drain rate, DOWNs/s": rate,
             "vs 10,000/s, x": rate / 10_000,
         }
@@ -978,7 +876,7 @@ def _nodedown_storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]
     return scenario_nodedown_storm
 
 
-#: ``(name, fn, implementations, repeatable)``: the arguments of ``zenmon.bench.Scenario``,
+#: ``(name, fn, implementations, repeatable)``: the arguments of ``zenmon.tools.runner.Scenario``,
 #: in the order they must run ((b) consumes what (a) set up).
 SCENARIO_SPECS: list[tuple[str, Callable[[Any, str], dict[str, float]], tuple[str, ...], bool]] = [
     ("remote subscribe", scenario_subscribe, IMPLEMENTATIONS, True),
@@ -1000,10 +898,8 @@ SCENARIO_SPECS: list[tuple[str, Callable[[Any, str], dict[str, float]], tuple[st
 # --------------------------------------------------------------------------
 
 
-def _context(n: int, quick: bool, verbose: bool = True) -> Any:
-    from zenmon.bench import Context
-
-    return Context(n=n, quick=quick, verbose=verbose)
+def _context(n: int, quick: bool, verbose: bool = True) -> RunContext:
+    return RunContext(n=n, quick=quick, verbose=verbose)
 
 
 def run(quick: bool = False, n: int | None = None, only: Sequence[str] | None = None,
@@ -1011,14 +907,11 @@ def run(quick: bool = False, n: int | None = None, only: Sequence[str] | None = 
     """Run the remote scenarios for both implementations. -> rows
     ``{"scenario", "unit", "zenmon", "naive", "ratio"}`` (ratio = naive / zenmon;
     ``unit`` is the figure's label, which ends with its unit)."""
-    from zenmon.bench import Scenario
-    from zenmon.bench import run as bench_run
-
     specs = [spec for spec in SCENARIO_SPECS
              if not only or any(word in spec[0] for word in only)]
     ctx = _context(n or (QUICK_N if quick else FULL_N), quick, verbose)
     try:
-        table = bench_run(ctx, [Scenario(*spec) for spec in specs], IMPLEMENTATIONS, repeat)
+        table = run_scenarios(ctx, [Scenario(*spec) for spec in specs], IMPLEMENTATIONS, repeat)
     finally:
         _drop_kept(ctx)
     rows = []
@@ -1038,9 +931,9 @@ def _table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m zenmon.bench_remote [--quick] [--json FILE]`` (and the ``--serve`` child)."""
+    """``python -m zenmon.tools.bench_remote [--quick] [--json FILE]``; also ``--serve``."""
     parser = argparse.ArgumentParser(
-        prog="python -m zenmon.bench_remote",
+        prog="python -m zenmon.tools.bench_remote",
         description="Remote-monitor figures of zenmon against a naive one-message-per-monitor "
                     "baseline over the same transport, measured in the same run. Lower is "
                     "better; ratio = naive / zenmon.")
@@ -1063,8 +956,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         return serve(args.impl, json.loads(args.settings))
-
-    from zenmon.bench import format_table
 
     global DOWN_COST_US
     if args.down_cost_us is not None:

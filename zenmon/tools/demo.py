@@ -1,7 +1,7 @@
 """``zenmon demo``: the talk's chat scenario, for real, on this machine.
 
 A *guilds* node (this process) and two or more *sessions* nodes (each its own OS
-process, :mod:`zenmon._demo_node`, on 127.0.0.1). Sessions nodes host session
+process, :mod:`zenmon.tools.demo_node`, on 127.0.0.1). Sessions nodes host session
 processes; every session is a member of a few random guilds plus one big *lobby*
 guild that has every session as a member. Guild processes monitor their members'
 sessions and sessions monitor their guilds. Then one sessions node is killed with
@@ -37,10 +37,8 @@ import importlib
 import json
 import os
 import random
-import select
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -49,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import zenmon
+from zenmon.tools.child import Child, ChildError
 
 __all__ = ["DemoOptions", "RunResult", "main", "run_demo"]
 
@@ -70,60 +69,6 @@ class Interrupted(Exception):
 # --------------------------------------------------------------------------
 
 
-class ChildError(RuntimeError):
-    """A sessions node failed to answer or answered with an error."""
-
-
-class Child:
-    """One sessions node subprocess, spoken to in JSON lines."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self._buffer = b""
-        self.address = ""
-        self.incarnation = 0
-
-    def hello(self, timeout: float = CALL_TIMEOUT) -> None:
-        info = self._read(timeout)
-        self.address = info["address"]
-        self.incarnation = int(info["incarnation"])
-
-    def send(self, cmd: str, **args: Any) -> None:
-        assert self.popen.stdin is not None
-        self.popen.stdin.write(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
-        self.popen.stdin.flush()
-
-    def result(self, timeout: float = CALL_TIMEOUT) -> Any:
-        answer = self._read(timeout)
-        if "error" in answer:
-            raise ChildError(f"sessions node pid {self.pid}: {answer['error']}")
-        return answer["ok"]
-
-    def call(self, cmd: str, timeout: float = CALL_TIMEOUT, **args: Any) -> Any:
-        self.send(cmd, **args)
-        return self.result(timeout)
-
-    def _read(self, timeout: float) -> Any:
-        assert self.popen.stdout is not None
-        fd = self.popen.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ChildError(f"sessions node pid {self.pid} did not answer "
-                                 f"within {timeout:.0f} s")
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if readable:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    raise ChildError(f"sessions node pid {self.pid} exited "
-                                     f"(code {self.popen.poll()})")
-                self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
-
-
 class Children:
     """Every subprocess the demo started: only these are ever killed."""
 
@@ -131,19 +76,16 @@ class Children:
         self.started: list[Child] = []
 
     def start(self, settings: dict[str, Any]) -> Child:
-        """Start one sessions node (a subprocess of this process) and record it."""
-        cmd = [sys.executable, "-m", "zenmon._demo_node", "--settings", json.dumps(settings)]
-        # `-m` puts the working directory first on sys.path: run from the directory
-        # that holds the zenmon this process imported, so the child imports it too
-        # (not a source checkout without the compiled core that happens to be here).
-        cwd = os.path.dirname(os.path.dirname(os.path.abspath(zenmon.__file__)))
+        """Start one sessions node (a subprocess of this process) and record it.
+
+        Its start-up line is not awaited here: call ``hello()`` on it, so that
+        several children start at once."""
         # Ctrl-C between fork and bookkeeping must not leave an unrecorded child.
         with _guard.critical():
-            popen = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd,
-                start_new_session=True,   # the terminal's Ctrl-C is for us, not them
-            )
-            child = Child(popen)
+            child = Child("zenmon.tools.demo_node", ["--settings", json.dumps(settings)],
+                          name="sessions node", start_timeout=CALL_TIMEOUT,
+                          call_timeout=CALL_TIMEOUT, hello=False,
+                          new_session=True)   # the terminal's Ctrl-C is for us, not them
             self.started.append(child)
         return child
 
@@ -153,34 +95,17 @@ class Children:
 
     def kill(self, child: Child) -> None:
         """SIGKILL `child` (if still running) and reap it."""
-        popen = child.popen
-        if popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                popen.kill()
-        try:
-            popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # unkillable (D state?): reported by still_running
-            pass
-        for stream in (popen.stdin, popen.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+        child.close()
 
     def kill_all(self) -> None:
         for child in self.started:
-            if child.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.popen.kill()
+            child.signal(signal.SIGKILL)
         for child in self.started:
             self.kill(child)
 
     def still_running(self) -> list[int]:
         """Pids of started children that still exist (none, after kill_all)."""
-        alive = []
-        for child in self.started:
-            if child.popen.returncode is None:
-                alive.append(child.pid)
-        return alive
+        return [child.pid for child in self.started if child.popen.returncode is None]
 
 
 class _SignalGuard:
@@ -542,7 +467,7 @@ def run_scenario(opts: DemoOptions, mode: str, children: Children, out: Output) 
             child.send("spawn", n=n)
         session_pids: list[list[zenmon.Pid]] = []
         for i, child in enumerate(mine):
-            made = child.result()
+            made = child.reply()
             session_pids.append([zenmon.Pid(made["node"], made["incarnation"], pid_id)
                                  for pid_id in made["ids"]])
             role = "  <- will be killed" if i == 0 else ""
@@ -570,7 +495,7 @@ def run_scenario(opts: DemoOptions, mode: str, children: Children, out: Output) 
                         expected_refs.add(ref)
                     guild_monitors += 1
             start += len(pids)
-        session_monitors = sum(int(child.result()) for child in mine)
+        session_monitors = sum(int(child.reply()) for child in mine)
         result.sessions = opts.sessions
         result.killed_sessions = shares[0]
         result.guild_monitors = guild_monitors
@@ -589,7 +514,7 @@ def run_scenario(opts: DemoOptions, mode: str, children: Children, out: Output) 
             guild_subs = node.metrics()["zenmon.proxy.subscribers.size"]
             for child in mine:
                 child.send("metrics")
-            session_subs = [int(child.result()["zenmon.proxy.subscribers.size"])
+            session_subs = [int(child.reply()["zenmon.proxy.subscribers.size"])
                             for child in mine]
             if guild_subs == want_guild_side and session_subs == shares:
                 break

@@ -1,6 +1,7 @@
 """A *sessions* node of ``zenmon demo``: one OS process, driven by JSON lines.
 
-Started by :mod:`zenmon.demo` as ``python -m zenmon._demo_node --settings JSON``.
+Started by :mod:`zenmon.tools.demo` (through :class:`zenmon.tools.child.Child`) with
+``--settings JSON``; ``python -m zenmon.tools.demo_node`` runs it by hand.
 It starts a :class:`zenmon.Node` on a free loopback port, prints one JSON line
 ``{"address", "incarnation", "pid"}``, then answers each command line on stdin
 with one line on stdout: ``{"ok": result}`` or ``{"error": text}``. End of stdin
@@ -29,7 +30,7 @@ import sys
 from typing import Any
 
 import zenmon
-from zenmon._child import die_with_parent, serve_commands
+from zenmon.tools.child import die_with_parent, serve_commands
 
 
 class SessionsNode:
@@ -69,7 +70,7 @@ class SessionsNode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zenmon._demo_node")
+    parser = argparse.ArgumentParser(prog="python -m zenmon.tools.demo_node")
     parser.add_argument("--settings", default="{}", help="node settings as a JSON object")
     args = parser.parse_args(argv)
     die_with_parent()

@@ -3,11 +3,11 @@
 Usage::
 
     zenmon bench [--quick] [--json FILE] [--n N] [--10m] [--repeat K] [--only NAME ...]
-    python -m zenmon.bench --quick
+    python -m zenmon.tools.bench_local --quick
 
 Every figure is *lower is better* (nanoseconds, seconds, bytes), so the ratio
 column reads the same way everywhere: ``naive / zenmon``, how many times better
-zenmon does. The naive baseline is :mod:`zenmon._naive` (dicts of tuples,
+zenmon does. The naive baseline is :mod:`zenmon.tools.naive_local` (dicts of tuples,
 ``queue.Queue`` inboxes, DOWNs delivered inside ``exit()``).
 
 Shape (pyzmq's ``perf/perf.py`` is the model): a scenario is a function
@@ -32,11 +32,9 @@ The garbage collector stays enabled, as in a real service.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -45,6 +43,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from zenmon.tools import runner
+from zenmon.tools.runner import (
+    IMPLEMENTATIONS,
+    RunContext,
+    Scenario,
+    ScenarioFunction,
+    Table,
+    format_table,
+)
+from zenmon.tools.stats import environment, label_n, load_average, malloc_trim, rss_bytes
 
 __all__ = [
     "SCENARIOS",
@@ -68,8 +77,6 @@ INNER = 10_000            # calls per timed round of the per-call scenario
 ROUNDS = 20
 QUICK_ROUNDS = 7
 DRAIN_TIMEOUT = 60.0      # seconds to wait for one DOWN before declaring it lost
-IMPLEMENTATIONS = ("zenmon", "naive")
-WORST_KEPT = frozenset({"DOWNs missing"})  # across repeats, keep the worst of these
 
 
 # --------------------------------------------------------------------------
@@ -85,7 +92,7 @@ def make_node(impl: str, **settings: Any) -> Any:
 
         node = zenmon.Node(listen="tcp://127.0.0.1:0", **settings)
     elif impl == "naive":
-        from zenmon._naive import NaiveNode
+        from zenmon.tools.naive_local import NaiveNode
 
         node = NaiveNode(**settings)
     else:
@@ -238,30 +245,16 @@ def fanout(pop: Population, reason: Any = "killed", timeout: float = DRAIN_TIMEO
 # --------------------------------------------------------------------------
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _malloc_trim() -> None:
-    # Hand freed heap back to the OS so that the baseline RSS is not padded
-    # with free pages that the monitors would then reuse unseen.
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
+def memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
     """Runs in the subprocess: processes first, baseline, then N monitors."""
     import tracemalloc
 
-    rss0 = _rss_bytes()
+    rss0 = rss_bytes()
     pop = build_population(impl, n)
     gc.collect()
-    _malloc_trim()
+    malloc_trim()
     time.sleep(0.2)       # let the node's I/O thread settle
-    rss1 = _rss_bytes()
+    rss1 = rss_bytes()
     if mode == "tracemalloc":
         tracemalloc.start()
     monitor_all(pop)
@@ -272,7 +265,7 @@ def _memory_child(impl: str, n: int, mode: str) -> dict[str, Any]:
         delta = traced
     else:
         time.sleep(0.2)
-        delta = _rss_bytes() - rss1
+        delta = rss_bytes() - rss1
     figures: dict[str, Any] = {
         "impl": impl,
         "n": pop.n,
@@ -301,8 +294,8 @@ def measure_memory(impl: str, n: int, mode: str = "rss", timeout: float = 3600.0
     code = (
         "import json, sys\n"
         f"sys.path[:] = {[p for p in sys.path if p]!r}\n"
-        "from zenmon.bench import _memory_child\n"
-        f"print(json.dumps(_memory_child({impl!r}, {n!r}, {mode!r})))\n"
+        "from zenmon.tools.bench_local import memory_child\n"
+        f"print(json.dumps(memory_child({impl!r}, {n!r}, {mode!r})))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -325,21 +318,14 @@ def measure_memory(impl: str, n: int, mode: str = "rss", timeout: float = 3600.0
 
 
 @dataclass
-class Context:
-    """What one run shares: its size, options and the current population."""
+class Context(RunContext):
+    """What one local run shares: its size, options and the current population."""
 
-    n: int
-    quick: bool = False
     ten_million: bool = False
     inner: int = INNER
     rounds: int = ROUNDS
     seed: int = 12345
-    verbose: bool = True
     _population: Population | None = None
-
-    def log(self, text: str) -> None:
-        if self.verbose:
-            print(f"  .. {text}", file=sys.stderr, flush=True)
 
     def drop(self) -> None:
         """Stop and free the current population, if any."""
@@ -369,21 +355,6 @@ class Context:
         return pop
 
 
-ScenarioFunction = Callable[[Context, str], dict[str, float]]
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A named scenario: ``run(ctx, impl)`` measures one implementation."""
-
-    name: str
-    run: ScenarioFunction
-    implementations: tuple[str, ...] = IMPLEMENTATIONS
-    # Timing figures are repeated under --repeat (best kept); deterministic
-    # ones (bytes) are measured once.
-    repeatable: bool = True
-
-
 SCENARIOS: list[Scenario] = []
 
 
@@ -397,10 +368,6 @@ def scenario(
         return fn
 
     return register
-
-
-def _label_n(n: int) -> str:
-    return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
 @scenario("bulk monitor")
@@ -422,7 +389,7 @@ def bulk_monitor(ctx: Context, impl: str) -> dict[str, float]:
     ctx.keep(pop)
     n = pop.n
     return {
-        f"monitor {_label_n(n)} targets, s": t3 - t2,
+        f"monitor {label_n(n)} targets, s": t3 - t2,
         "bulk monitor, ns/monitor": (t3 - t2) * 1e9 / n,
         "process() create, ns/process": (t1 - t0) * 1e9 / (n + len(pop.watchers)),
     }
@@ -441,7 +408,7 @@ def monitor_demonitor(ctx: Context, impl: str) -> dict[str, float]:
         pair.append(a / ctx.inner)
         mon.append(b / ctx.inner)
         demon.append(c / ctx.inner)
-    live = _label_n(pop.n)
+    live = label_n(pop.n)
     return {
         f"monitor()+demonitor() @{live} live, ns/call": statistics.median(pair),
         f"monitor() @{live} live, ns/call": statistics.median(mon),
@@ -465,7 +432,7 @@ def down_fanout(ctx: Context, impl: str) -> dict[str, float]:
             f" ({result.wrong} with a wrong reason)",
             file=sys.stderr,
         )
-    n = _label_n(result.expected)
+    n = label_n(result.expected)
     figures = {
         f"{n} deaths -> last DOWN received, s": result.total_s,
         "fan-out, ns/DOWN": result.total_s * 1e9 / result.expected,
@@ -508,7 +475,7 @@ def down_fanout_bulk(ctx: Context, impl: str) -> dict[str, float]:
         t2 = clock()
     finally:
         pop.close()
-    n = _label_n(pop.per_watcher * len(pop.watchers) if pop.watchers else ctx.n)
+    n = label_n(pop.per_watcher * len(pop.watchers) if pop.watchers else ctx.n)
     figures = {
         f"{n} deaths -> last DOWN received, s": t2 - t0,
         "drain phase, s": t2 - t1,
@@ -531,18 +498,10 @@ def memory(ctx: Context, impl: str) -> dict[str, float]:
         for mode in ("rss", "tracemalloc"):
             ctx.log(f"{impl}: bytes per monitor at {n:,} ({mode}, subprocess)")
             result = measure_memory(impl, n, mode)
-            figures[f"@{_label_n(n)} ({mode}), B/monitor"] = result["bytes_per_monitor"]
+            figures[f"@{label_n(n)} ({mode}), B/monitor"] = result["bytes_per_monitor"]
             if mode == "rss":
-                figures[f"@{_label_n(n)} process (rss), B/process"] = result["bytes_per_process"]
+                figures[f"@{label_n(n)} process (rss), B/process"] = result["bytes_per_process"]
     return figures
-
-
-# --------------------------------------------------------------------------
-# Runner and table
-# --------------------------------------------------------------------------
-
-
-Table = dict[str, dict[str, dict[str, float | None]]]
 
 
 def run(
@@ -551,111 +510,13 @@ def run(
     implementations: Sequence[str] = IMPLEMENTATIONS,
     repeat: int = 1,
 ) -> Table:
-    """Run ``scenarios`` for each implementation in turn, ``repeat`` times with the
-    order of the implementations alternating, keeping each figure's best (lowest)
-    value: on a shared machine the load drifts, and alternating spreads the drift
-    over both sides. Returns
-    ``{scenario: {label: {"zenmon": x, "naive": y, "ratio": y / x}}}``."""
-    scenarios = list(SCENARIOS if scenarios is None else scenarios)
-    raw: dict[str, dict[str, dict[str, float]]] = {}
-    for round_ in range(max(1, repeat)):
-        order = list(implementations) if round_ % 2 == 0 else list(reversed(implementations))
-        for impl in order:
-            for entry in scenarios:
-                if impl not in entry.implementations or (round_ and not entry.repeatable):
-                    continue
-                figures = entry.run(ctx, impl)
-                best = raw.setdefault(entry.name, {}).setdefault(impl, {})
-                for label, value in figures.items():
-                    if label in best:
-                        keep = max if label in WORST_KEPT else min
-                        best[label] = keep(best[label], value)
-                    else:
-                        best[label] = value
-            ctx.drop()
-    table: Table = {}
-    for entry in scenarios:
-        name = entry.name
-        sides = raw.get(name, {})
-        labels: list[str] = []
-        for impl in implementations:
-            for label in sides.get(impl, {}):
-                if label not in labels:
-                    labels.append(label)
-        rows: dict[str, dict[str, float | None]] = {}
-        for label in labels:
-            row: dict[str, float | None] = {
-                impl: sides.get(impl, {}).get(label) for impl in IMPLEMENTATIONS
-            }
-            z, b = row.get("zenmon"), row.get("naive")
-            row["ratio"] = (b / z) if (z and b) else None
-            rows[label] = row
-        table[name] = rows
-    return table
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:.4f}"
-
-
-def format_table(table: Table) -> str:
-    """The table: scenario, figure, zenmon, naive, naive/zenmon."""
-    header = ("scenario", "figure", "zenmon", "naive", "naive/zenmon")
-    lines = [header]
-    for name, rows in table.items():
-        for label, row in rows.items():
-            ratio = row.get("ratio")
-            lines.append((
-                name,
-                label,
-                _fmt(row.get("zenmon")),
-                _fmt(row.get("naive")),
-                "-" if ratio is None else f"{ratio:.2f}x",
-            ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for i, line in enumerate(lines):
-        cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])]
-        cells += [cell.rjust(width) for cell, width in zip(line[2:], widths[2:])]
-        out.append("  ".join(cells))
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def _load_average() -> float:
-    """One-minute load average (figures from a loaded machine are not comparable)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
-def _environment() -> dict[str, Any]:
-    try:
-        import zenmon
-
-        version = getattr(zenmon, "__version__", None)
-    except ImportError:
-        version = None
-    return {
-        "zenmon": version,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
-    }
+    """:func:`zenmon.tools.runner.run` over ``scenarios`` (default: the local :data:`SCENARIOS`)."""
+    return runner.run(ctx, SCENARIOS if scenarios is None else scenarios, implementations,
+                      repeat)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``zenmon bench`` (the CLI calls ``zenmon.bench.main(argv)``)."""
+    """Entry point of ``zenmon bench`` (the CLI calls ``zenmon.tools.bench_local.main(argv)``)."""
     parser = argparse.ArgumentParser(
         prog="zenmon bench",
         description="zenmon's figures against naive baselines measured in the same run: "
@@ -685,14 +546,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--local", action="store_true",
                         help="only the local scenarios (default: local, then remote)")
     parser.add_argument("--remote", action="store_true",
-                        help="only the remote scenarios (zenmon.bench_remote)")
+                        help="only the remote scenarios (zenmon.tools.bench_remote)")
     args = parser.parse_args(argv)
     repeat = args.repeat if args.repeat is not None else (2 if args.quick else 1)
     status = 0
     if not args.remote:
         status = _main_local(args, repeat)
     if not args.local:
-        from zenmon import bench_remote
+        from zenmon.tools import bench_remote
 
         remote_argv = ["--quick"] if args.quick else []
         if args.n:
@@ -730,11 +591,11 @@ def _main_local(args: argparse.Namespace, repeat: int) -> int:
                      if any(word in entry.name for word in args.only)]
     implementations = tuple(args.impl) if args.impl else IMPLEMENTATIONS
 
-    load_before = _load_average()
+    load_before = load_average()
     started = time.perf_counter()
     table = run(ctx, scenarios, implementations, repeat)
     elapsed = time.perf_counter() - started
-    load_after = _load_average()
+    load_after = load_average()
 
     print(f"zenmon bench: n={n:,}, watchers={WATCHERS}, best of {repeat}, lower is better, "
           f"ratio = naive / zenmon (>1: zenmon better); {elapsed:.1f} s, "
@@ -750,7 +611,7 @@ def _main_local(args: argparse.Namespace, repeat: int) -> int:
             "repeat": repeat,
             "elapsed_s": elapsed,
             "load_average": [load_before, load_after],
-            "environment": _environment(),
+            "environment": environment(),
             "scenarios": table,
         }
         with open(args.json, "w") as out:

@@ -1,0 +1,235 @@
+"""The layout of the ``zenmon`` package: the library, its tools, and the imports between them.
+
+Read from the source tree next to this file (``ast``, nothing is imported), plus one
+check that importing the installed library loads none of its tools.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "zenmon"
+TOOLS = "zenmon.tools"
+#: The command-line front door: it may import the tools, lazily (inside functions).
+FRONT_DOOR = frozenset({"zenmon.cli", "zenmon.__main__"})
+TOOL_WORDS = ("demo", "bench", "naive", "child")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the package in the source tree (Python and Cython), by dotted name."""
+    paths = sorted([*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.pyx")])
+    return {module_name(p): p for p in paths}
+
+
+CYTHON_IMPORT = re.compile(r"^(\s*)(?:from\s+(\.+[\w.]*|zenmon[\w.]*)\s+c?import\s+([\w, ]+)"
+                           r"|c?import\s+(zenmon[\w.]*))", re.MULTILINE)
+
+
+def cython_imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
+    """A ``.pyx`` file's zenmon imports, by a line scan (``ast`` cannot read Cython)."""
+    found = []
+    for match in CYTHON_IMPORT.finditer(path.read_text()):
+        indent, source, names, plain = match.groups()
+        lazy = bool(indent)
+        if plain:
+            found.append((plain, lazy))
+            continue
+        dots = len(source) - len(source.lstrip("."))
+        if dots:
+            base = name.split(".")[: -dots]
+            source = ".".join(base + ([source[dots:]] if source[dots:] else []))
+        for alias in (n.strip() for n in names.split(",") if n.strip()):
+            sub = f"{source}.{alias}"
+            found.append((sub if sub in modules else source, lazy))
+    return found
+
+
+def is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, bool]]:
+    """The zenmon modules `name` imports -> [(module, inside_a_function)].
+
+    Imports under ``if TYPE_CHECKING:`` are left out (they never run). ``from X
+    import y`` counts as an import of ``X.y`` when that is a module, else of ``X``.
+    """
+    if path.suffix == ".pyx":
+        return cython_imports(name, path, modules)
+    tree = ast.parse(path.read_text(), str(path))
+    is_package = path.name == "__init__.py"
+    found: list[tuple[str, bool]] = []
+
+    def resolve(node: ast.ImportFrom) -> str:
+        if not node.level:
+            return node.module or ""
+        base = name.split(".")
+        base = base[: len(base) - node.level + (1 if is_package else 0)]
+        return ".".join(base + ([node.module] if node.module else []))
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if isinstance(node, ast.If) and is_type_checking(node.test):
+            for child in node.orelse:
+                visit(child, in_function)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            in_function = True
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "zenmon":
+                    found.append((alias.name, in_function))
+        elif isinstance(node, ast.ImportFrom):
+            target = resolve(node)
+            if target.split(".")[0] == "zenmon":
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    found.append((sub if sub in modules else target, in_function))
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_function)
+
+    visit(tree, False)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the zenmon modules it imports when it runs. A tool's imports inside
+    functions are lazy by design and left out; the library's all count."""
+    modules = package_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_tool = name == TOOLS or name.startswith(TOOLS + ".")
+        graph[name] = {target for target, lazy in imports(name, path, modules)
+                       if target != name and target in modules and not (is_tool and lazy)}
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return cycles
+
+
+def library_graph() -> dict[str, set[str]]:
+    graph = import_graph()
+    return {k: v for k, v in graph.items() if not k.startswith(TOOLS)}
+
+
+def tools_graph() -> dict[str, set[str]]:
+    """The tools' own edges (the library's are checked apart)."""
+    graph = import_graph()
+    return {k: {t for t in v if t.startswith(TOOLS)} for k, v in graph.items()
+            if k.startswith(TOOLS)}
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_the_checker_sees_a_cycle() -> None:
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_tools_at_the_top_level() -> None:
+    top = sorted(p.name for p in PACKAGE.iterdir()
+                 if p.suffix in (".py", ".pyx") and p.stem.lstrip("_").startswith(TOOL_WORDS))
+    assert top == [], f"tool modules beside the library: {top} (they belong in zenmon/tools/)"
+    assert (PACKAGE / "tools" / "__init__.py").is_file()
+    assert not (ROOT / "bench" / "naive.py").exists(), "the bench/naive.py re-export shim is back"
+
+
+def test_no_tools_at_the_top_level_of_the_installed_package() -> None:
+    import zenmon
+
+    installed = Path(zenmon.__file__).parent
+    top = sorted(p.name for p in installed.iterdir()
+                 if p.suffix == ".py" and p.stem.lstrip("_").startswith(TOOL_WORDS))
+    assert top == [], f"installed tool modules beside the library: {top}"
+    assert (installed / "tools" / "demo.py").is_file(), "the tools are not installed"
+
+
+def test_the_library_never_imports_its_tools() -> None:
+    modules = package_modules()
+    wrong = []
+    for name, path in modules.items():
+        if name.startswith(TOOLS):
+            continue
+        for target, lazy in imports(name, path, modules):
+            if target == TOOLS or target.startswith(TOOLS + "."):
+                if name not in FRONT_DOOR or not lazy:
+                    wrong.append(f"{name} -> {target}")
+    assert wrong == [], f"library modules importing zenmon.tools: {wrong}"
+
+
+def test_importing_the_library_loads_no_tool() -> None:
+    code = ("import sys, zenmon, zenmon.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('zenmon.tools')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_the_tools_import_graph_has_no_cycles() -> None:
+    graph = tools_graph()
+    assert "zenmon.tools.bench_remote" in graph, sorted(graph)
+    assert find_cycles(graph) == []
+    # the benchmarks share their helpers through runner/stats, not each other
+    assert "zenmon.tools.bench_local" not in graph["zenmon.tools.bench_remote"]
+    assert "zenmon.tools.bench_remote" not in graph["zenmon.tools.bench_local"]
+
+
+LIBRARY_CYCLES: list[list[str]] = find_cycles(library_graph())
+
+
+@pytest.mark.xfail(
+    bool(LIBRARY_CYCLES), strict=True,
+    reason=f"import cycles in library components (being untangled under issue 8): "
+           f"{LIBRARY_CYCLES}")
+def test_the_library_import_graph_has_no_cycles() -> None:
+    graph = library_graph()
+    assert "zenmon.node" in graph and "zenmon._core" in graph["zenmon.node"], graph
+    assert find_cycles(library_graph()) == []
