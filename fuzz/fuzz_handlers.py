@@ -97,7 +97,7 @@ class Harness:
         if connector.state is not State.UP:
             connector.start_session(time.monotonic(), 3600.0)
             connector.handle(p.pack(p.WELCOME, REMOTE_INCARNATION, node.incarnation,
-                                    connector.session))
+                                    connector.session, self.remote_address.encode()))
             if connector.state is not State.UP:
                 raise Finding(f"a valid WELCOME left {connector} not up")
         if not self._core_targets(connector):

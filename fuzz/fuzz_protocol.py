@@ -67,6 +67,8 @@ def test_one_input(data: bytes) -> None:
     for frame in (data, framed):
         _expect_protocol_error(_check_hello, frame)
         _expect_protocol_error(p.seq_ack, frame)
+        if hasattr(p, "unpack_welcome"):
+            _expect_protocol_error(p.unpack_welcome, frame)
         _expect_protocol_error(_check_subscribe, frame)
         _expect_protocol_error(_check_dead_summary, frame)
 
