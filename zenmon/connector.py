@@ -82,7 +82,6 @@ class Connector:
         self.endpoint, self.server_key = split_address(address)
         self.index: int = node._core.connector_new()
         self.incarnation = incarnation       # 0 until a pid or WELCOME tells
-        self.floor = 0      # after a loss: the incarnation last seen (older pids are dead)
         self.state = State.IDLE
         self.retired = False                 # the remote restarted: no new monitors here
         self.firing = False                  # a chunked nodedown is under way
@@ -126,10 +125,10 @@ class Connector:
 
     def monitor(self, subscriber: int, pid: Pid) -> int:
         """Monitor remote `pid` for process id `subscriber`. -> ref (never waits)."""
-        if self.incarnation == 0 and pid.incarnation >= self.floor:
+        if self.incarnation == 0:
             self.adopt(pid.incarnation)
         if pid.incarnation != self.incarnation:
-            if pid.incarnation < max(self.incarnation, self.floor):   # older: dead
+            if pid.incarnation < self.incarnation:   # an older incarnation: dead
                 return self._node._local.fired(subscriber, (pid, "noproc", None), False)
             self.restart_seen_from_user()
             return self._node._connector(self.address, pid.incarnation).monitor(
@@ -158,10 +157,10 @@ class Connector:
 
     def link(self, subscriber: int, pid: Pid, others: list[int]) -> None:
         """Link process id `subscriber` to remote `pid` (never waits)."""
-        if self.incarnation == 0 and pid.incarnation >= self.floor:
+        if self.incarnation == 0:
             self.adopt(pid.incarnation)
         if pid.incarnation != self.incarnation:
-            if pid.incarnation < max(self.incarnation, self.floor):   # older: dead
+            if pid.incarnation < self.incarnation:   # an older incarnation: dead
                 self._node._links.fired(subscriber, self.index, pid, "noproc")
                 return
             self.restart_seen_from_user()
@@ -517,22 +516,8 @@ class Connector:
         self.firing = resume >= 0
         if self.firing:
             self._node._call_in_io(lambda: self.fire_all(resume))
-            self._downs_fired(fired)
-            return
-        if self.names:
+        elif self.names:
             self.forget_names()
-        if self.state is State.IDLE and not self.retired and self.incarnation:
-            # everything held for that incarnation has fired: until a pid or a WELCOME
-            # names one again, the node's incarnation is unknown, so that a monitor by
-            # name made meanwhile goes to whichever incarnation answers (a restart is
-            # not a reason to fire it), while older pids still read as dead
-            self.floor = max(self.floor, self.incarnation)
-            self._core.unroute(self.address, self.index)
-            self.incarnation = 0
-        self._downs_fired(fired)
-
-    def _downs_fired(self, fired: int) -> None:
-        """Wake the dispatcher if DOWNs were queued."""
         if fired:
             self._node._downs_queued()
 
