@@ -28,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 # Python trees that ruff checks (those that exist).
-RUFF_PATHS = ("zenmon", "tests", "bench", "ci", "examples", "docs")
+RUFF_PATHS = ("zenmon", "tests", "bench", "ci", "examples", "docs", "fuzz")
 # Cython sources that cython-lint checks.
 CYTHON_GLOBS = ("zenmon/*.pyx", "zenmon/*.pxd", "zenmon/*.pxi")
 MAX_LINE_LENGTH = "100"  # also line-length in ruff.toml

@@ -1,7 +1,8 @@
-"""The ``zenmon`` command: ``zenmon demo`` and ``zenmon bench``.
+"""The ``zenmon`` command: ``zenmon demo``, ``zenmon bench`` and ``zenmon soak``.
 
 ``zenmon demo [options]`` runs :func:`zenmon.tools.demo.main`; ``zenmon bench
-[options]`` runs :func:`zenmon.tools.bench_local.main`. Each subcommand parses its own
+[options]`` runs :func:`zenmon.tools.bench_local.main`; ``zenmon soak
+[options]`` runs :func:`zenmon.tools.soak.main`. Each subcommand parses its own
 options (``zenmon demo --help``). Also reachable as ``python -m zenmon``.
 """
 
@@ -15,6 +16,8 @@ COMMANDS = {
     "demo": "the chat scenario: sessions nodes as OS processes, one is SIGKILLed, "
             "the guilds get a throttled DOWN stream (progress and summary)",
     "bench": "zenmon's figures next to a naive baseline, measured in the same run",
+    "soak": "exactly-once under churn, threads and node kills across three node "
+            "processes for N minutes (ledger, RSS and table samples, summary)",
 }
 
 
@@ -44,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .tools import bench_local
 
         return bench_local.main(args[1:])
+    if args and args[0] == "soak":
+        from .tools import soak
+
+        return soak.main(args[1:])
     parser = _parser()
     parser.parse_args(args)   # --help, --version, or an error for an unknown command
     parser.print_help()
