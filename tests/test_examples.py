@@ -55,3 +55,25 @@ def test_job_runner(tmp_path: Path) -> None:
     assert down[0].startswith("worker 0 down (nodedown), reassigning jobs ["), output
     assert lines[-1] == "all 12 jobs done: True", output
     assert lines.index(killed[0]) < lines.index(down[0]), output
+
+
+@pytest.mark.timeout(EXAMPLE_TIMEOUT + 30)
+def test_peer_list(tmp_path: Path) -> None:
+    lines = run_example("peer_list.py", tmp_path)
+    output = "\n".join(lines)
+    ups = sorted(line.split(" up ->")[0] for line in lines if " up -> " in line)
+    downs = [line for line in lines if " down (" in line]
+    # every peer came up exactly once (in any order), and the list grew to all three
+    assert ups == ["peer 0", "peer 1", "peer 2"], output
+    assert [line for line in lines if " up -> " in line][-1].endswith(
+        "-> peers ['peer 0', 'peer 1', 'peer 2']"), output
+    # the stopped peer said goodbye; the SIGKILLed one was lost (a refused reconnect
+    # or, on a slow machine, the heartbeat timeout); each is down exactly once
+    assert len(downs) == 2, output
+    assert downs[0] == "peer 0 down (stopped) -> peers ['peer 1', 'peer 2']", output
+    assert downs[1] in ("peer 1 down (connection lost) -> peers ['peer 2']",
+                        "peer 1 down (heartbeat timeout) -> peers ['peer 2']"), output
+    stopping = next(i for i, line in enumerate(lines) if line.startswith("stopping peer 0"))
+    killing = next(i for i, line in enumerate(lines) if line.startswith("killing peer 1"))
+    assert stopping < lines.index(downs[0]) < killing < lines.index(downs[1]), output
+    assert lines[-1] == "final peers: ['peer 2']", output
