@@ -15,6 +15,7 @@ import msgpack
 import zmq
 
 from zenmon import protocol as p
+from zenmon.codec import encode_reasons
 
 
 class RawSession:
@@ -234,6 +235,14 @@ class FakeProxy:
 
     def frame(self, kind: int, body: bytes = b"") -> bytes:
         return p.pack(kind, self.incarnation, self.connector_incarnation, self.session, body)
+
+    def dead_summary(self, seq: int, keys: list[int], reasons: list[Any] | None = None,
+                     raw_reasons: bytes | None = None, indexes: bytes = b"") -> bytes:
+        """A DEAD_SUMMARY frame of this session (raw_reasons: already encoded bytes)."""
+        encoded = raw_reasons if raw_reasons is not None else encode_reasons(reasons)  # type: ignore[arg-type]
+        body = p.pack_dead_summary(seq, self.sub_seq, array("Q", keys).tobytes(), indexes,
+                                   encoded)
+        return self.frame(p.DEAD_SUMMARY, body)
 
     def longest_gap(self, since: float) -> float:
         """The longest time between two heartbeats (or since `since`, or until now)."""

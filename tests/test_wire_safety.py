@@ -24,6 +24,7 @@ import zmq
 
 import zenmon
 from helpers import assert_down, metric, receive_all, receive_until_sentinel, wait_for
+from peers import FakeProxy
 from remote import (
     REMOTE_SETTINGS,
     RawPeer,
@@ -33,7 +34,6 @@ from remote import (
 )
 from zenmon import protocol as p
 from zenmon._core import NAME_KEY_FLAG
-from zenmon.codec import encode_reasons
 
 DROPPED = "zenmon.wire.frames.dropped"
 REFUSED = "zenmon.wire.peers.refused"
@@ -167,42 +167,6 @@ def test_incompatible_peer_is_not_retried_during_its_penalty(local, raw_peer):
 
 
 # ---------------------------------------------------- a scripted peer sends bad summaries
-
-
-class FakeProxy:
-    """Speaks just enough protocol to be a proxy: WELCOME, HEARTBEAT_ACK, records keys."""
-
-    def __init__(self) -> None:
-        self.address = ""                  # the identity its WELCOME names (set once bound)
-        self.session = 0
-        self.connector_incarnation = 0
-        self.keys: list[int] = []
-        self.sub_seq = 0
-
-    def __call__(self, frame: bytes) -> list[bytes]:
-        header = p.unpack_header(frame)
-        if header.type == p.HELLO:
-            self.session = header.session
-            self.connector_incarnation = header.sender
-            return [self.frame(p.WELCOME, self.address.encode())]
-        if header.session != self.session:
-            return []
-        if header.type == p.SUBSCRIBE:
-            seq, _ack, instructions, _names = p.unpack_subscribe(frame)
-            self.keys.extend(instructions.cast("Q"))
-            self.sub_seq = seq
-        elif header.type == p.HEARTBEAT:
-            return [self.frame(p.HEARTBEAT_ACK, p.pack_seq_ack(0, self.sub_seq))]
-        return []
-
-    def frame(self, kind: int, body: bytes = b"") -> bytes:
-        return p.pack(kind, FAKE_INCARNATION, self.connector_incarnation, self.session, body)
-
-    def dead_summary(self, seq, keys, reasons=None, raw_reasons=None, indexes=b""):
-        encoded = raw_reasons if raw_reasons is not None else encode_reasons(reasons)
-        body = p.pack_dead_summary(seq, self.sub_seq, array("Q", keys).tobytes(), indexes,
-                                   encoded)
-        return self.frame(p.DEAD_SUMMARY, body)
 
 
 class Evil:

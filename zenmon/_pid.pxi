@@ -33,9 +33,6 @@ cdef class Pid:
     def __hash__(self):
         return hash((self.node, self.incarnation, self.id))
 
-    def _key(self):
-        return (self.node, self.incarnation, self.id)
-
     def __richcmp__(self, other, int op):
         if not isinstance(other, Pid):
             return NotImplemented
