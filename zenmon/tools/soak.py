@@ -476,7 +476,10 @@ class Child:
         self.proc.wait(10)
         for stream in (self.proc.stdin, self.proc.stdout):
             if stream is not None:
-                stream.close()
+                try:
+                    stream.close()
+                except OSError:      # a command still buffered for the dead node
+                    pass
 
     def stop(self) -> None:
         """Ask the node to stop; kill it if it does not."""
