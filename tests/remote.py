@@ -271,6 +271,8 @@ class RawPeer:
         self._socket.setsockopt(zmq.LINGER, 0)
         port = self._socket.bind_to_random_port("tcp://127.0.0.1")
         self.address = f"tcp://127.0.0.1:{port}"
+        if hasattr(reply, "address"):    # a fake proxy names this address in its WELCOME
+            reply.address = self.address
         self.reply = reply
         self.received: list[bytes] = []
         self._identity: bytes | None = None

@@ -114,7 +114,6 @@ def under_attack(victim: Any, bystander: zenmon.Node, context: zmq.Context[Any],
     check the victim: alive, RSS, stalls, exactly the bystander's DOWNs."""
     sweep_probe = FakeProxy(FAKE_INCARNATION + 1)
     peer = RawPeer(context, sweep_probe)
-    sweep_probe.address = peer.address
     try:
         victim.monitor(99, [zenmon.Pid(peer.address, FAKE_INCARNATION + 1, 1)])
         wait_for(lambda: len(sweep_probe.heartbeats) >= 2, timeout=10)
@@ -263,7 +262,6 @@ def test_dead_summary_that_fails_validation(victim, bystander, zmq_context):
     (reason index out of range): the victim fires nodedown, it never stalls."""
     fake = FakeProxy(FAKE_INCARNATION)
     peer = RawPeer(zmq_context, fake)
-    fake.address = peer.address
     try:
         pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
         (ref,) = victim.monitor(7, [pid])

@@ -182,7 +182,6 @@ class Evil:
 def test_bad_dead_summaries_are_dropped_never_unpickled(local, raw_peer, tmp_path):
     fake = FakeProxy()
     peer = raw_peer(fake)
-    fake.address = peer.address
     watcher = local.process()
     pids = [zenmon.Pid(peer.address, FAKE_INCARNATION, i) for i in range(1, 6)]
     refs = {watcher.monitor(pid): pid for pid in pids}
@@ -249,7 +248,6 @@ def test_malformed_dead_summary_of_the_session_fires_nodedown(local, raw_peer, b
     stream for good if dropped (the peer resends the same): nodedown instead."""
     fake = FakeProxy()
     peer = raw_peer(fake)
-    fake.address = peer.address
     watcher = local.process()
     pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
     ref = watcher.monitor(pid)
@@ -269,7 +267,6 @@ def test_malformed_dead_summary_of_the_session_fires_nodedown(local, raw_peer, b
 def test_undecodable_reasons_fire_nodedown_not_garbage(local, raw_peer, raw_reasons):
     fake = FakeProxy()
     peer = raw_peer(fake)
-    fake.address = peer.address
     watcher = local.process()
     pid = zenmon.Pid(peer.address, FAKE_INCARNATION, 1)
     ref = watcher.monitor(pid)
@@ -578,7 +575,6 @@ def test_malformed_dead_summary_is_dropped_as_a_whole(local, raw_peer, flaw):
     """A summary that fails validation has no effect at all (no partial DOWNs)."""
     fake = FakeProxy()
     peer = raw_peer(fake)
-    fake.address = peer.address
     watcher = local.process()
     pids = [zenmon.Pid(peer.address, FAKE_INCARNATION, i) for i in (1, 2)]
     refs = [watcher.monitor(pid) for pid in pids]
