@@ -120,7 +120,6 @@ cdef class Core:
     cdef uint64_t *conn_targets     # distinct targets per connector (0: local)
     cdef uint32_t conn_cap
     cdef uint32_t stamp
-    cdef bint touched_owner         # set by release_fired: first DOWN of a tick
     cdef readonly DeathQueue downs
     cdef dict parked               # process slot -> DeathQueue of DOWNs for a full inbox
     cdef Py_ssize_t parked_total
@@ -174,6 +173,7 @@ cdef class Core:
     cdef uint32_t live_subscriber(self, uint64_t ref) noexcept
     cdef object down_of(self, uint64_t ref, object death)
     cdef void release_fired(self, uint32_t s, uint64_t ref) noexcept
+    cdef int touch(self, uint32_t s, list touched) except -1
     cdef bint hand_down(self, uint32_t s, uint64_t ref, object death, dict batches,
                         list touched) except -1
     cdef int deliver_batch(self, uint32_t s, list refs, list deaths, bint track_last,

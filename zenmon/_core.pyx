@@ -1199,10 +1199,14 @@ cdef class Core:
         cdef uint32_t m = <uint32_t>(ref & LOW32)
         self.unlink_from_subscriber(m)
         self.monitor_free(m)
+        self.n_processed += 1
+
+    cdef int touch(self, uint32_t s, list touched) except -1:
+        """Something reached watcher `s`'s inbox: list its owner once per tick."""
         if self.stamps[s] != self.stamp:
             self.stamps[s] = self.stamp
-            self.touched_owner = True
-        self.n_processed += 1
+            touched.append(self.owners[s])
+        return 0
 
     cdef bint hand_down(self, uint32_t s, uint64_t ref, object death, dict batches,
                         list touched) except -1:
@@ -1226,11 +1230,9 @@ cdef class Core:
         # allocations done: from here to the append nothing can run other Python code
         if self.live_subscriber(ref) != s:
             return False
-        self.touched_owner = False
         self.release_fired(s, ref)
         self.deque_append(self.deliver[s], down)
-        if self.touched_owner:
-            touched.append(self.owners[s])
+        self.touch(s, touched)
         return True
 
     cdef int deliver_batch(self, uint32_t s, list refs, list deaths, bint track_last,
@@ -1270,14 +1272,12 @@ cdef class Core:
                     break
             if stale:
                 continue
-            self.touched_owner = False
             for i in range(k):
                 self.release_fired(s, <uint64_t>refs[i])
             self.deque_append(self.deliver[s], batch)
             if track_last:
                 self.last_batch[s] = batch
-            if self.touched_owner:
-                touched.append(self.owners[s])
+            self.touch(s, touched)
             return 0
 
     cdef int park(self, uint32_t s, QueuedDown q) except -1:

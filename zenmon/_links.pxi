@@ -210,13 +210,11 @@ cdef bint hand_link(Core self, uint32_t s, uint64_t ref, object death,
         if trap == (self.processes[s].alive & PROCESS_TRAP != 0):
             break                             # trap_exits unchanged since read
     # no allocation from the checks above to the append: nothing else runs meanwhile
-    self.touched_owner = False
     self.release_fired(s, ref)
     self.n_link_signal += 1
     if trap:
         self.deque_append(self.deliver[s], message)
-        if self.touched_owner:
-            touched.append(self.owners[s])
+        self.touch(s, touched)
     elif not (type(reason) is str and reason == "normal"):
         self.link_kills.append((self.owners[s], reason))
     return True
