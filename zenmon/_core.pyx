@@ -98,6 +98,7 @@ NAME_KEY_FLAG = NAME_KEY
 NO_SUBSCRIBER = 0        # Core.monitor: the watching process is dead
 TARGET_DEAD = 1          # Core.monitor: the local target is dead (caller sends noproc)
 LINK_DONE = 2            # Core.link_*: linked (or linked already)
+CONNECTOR_CLOSED = 3     # Core.monitor / link_remote: that connector is closed (ask the node)
 
 
 cdef inline uint64_t mix64(uint64_t x) noexcept nogil:
@@ -572,6 +573,8 @@ cdef class Core:
         s = self.process_slot(subscriber)
         if s == NIL:
             return NO_SUBSCRIBER
+        if conn and self.connector_queues[conn] is None:
+            return CONNECTOR_CLOSED
         t = self.target_find(conn, key)
         if t == NIL:
             # a watched local target is alive by invariant (its death removes the
@@ -598,8 +601,9 @@ cdef class Core:
     def monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key, bint by_name):
         """Record a monitor of (conn, key) held by `subscriber`. -> ref.
 
-        Returns NO_SUBSCRIBER when the subscriber is dead and TARGET_DEAD when a local
-        target (conn 0) is not alive; a first monitor of a remote target queues a
+        Returns NO_SUBSCRIBER when the subscriber is dead, TARGET_DEAD when a local
+        target (conn 0) is not alive and CONNECTOR_CLOSED when connector `conn` was
+        closed (the caller asks the node for the current one); a first monitor of a remote target queues a
         subscribe on its connector.
         """
         with cython.critical_section(self):
@@ -642,7 +646,7 @@ cdef class Core:
                     return 0
                 conn = (<tuple>route)[0]
             ref = self.add_monitor(subscriber, conn, target.id, False)
-            return ref if ref > TARGET_DEAD else 0
+            return ref if ref > CONNECTOR_CLOSED else 0
 
     def monitor_fired(self, uint64_t subscriber, object death, bint by_name):
         """Record a monitor whose DOWN is due at once (noproc, nodedown). -> ref or 0."""
@@ -753,7 +757,7 @@ cdef class Core:
         cdef uint64_t key
         cdef Py_ssize_t fired = 0
         with cython.critical_section(self):
-            if start == 0:
+            if start == 0 and self.connector_queues[conn] is not None:
                 (<IdQueue>self.connector_queues[conn]).clear()
                 links_clear(self, conn)
             for t in range(start, self.targets_top):
@@ -792,11 +796,75 @@ cdef class Core:
     def connector_take(self, uint32_t conn, size_t max_n):
         """Pop up to max_n queued instructions as one packed little-endian buffer."""
         with cython.critical_section(self):
-            return (<IdQueue>self.connector_queues[conn]).take_bytes(max_n)
+            queue = self.connector_queues[conn]
+            return b"" if queue is None else (<IdQueue>queue).take_bytes(max_n)
 
     def connector_pending(self, uint32_t conn):
-        """Number of instructions queued on connector `conn`."""
-        return len(<IdQueue>self.connector_queues[conn])
+        """Number of instructions queued on connector `conn` (0 once closed)."""
+        queue = self.connector_queues[conn]
+        return 0 if queue is None else len(<IdQueue>queue)
+
+    def connector_close(self, uint32_t conn):
+        """Free connector `conn`'s queues if it holds nothing. -> whether it closed.
+
+        Refused (False) while the connector has a target or a queued instruction or
+        link op: a monitor that raced in must still be fired. Once closed, monitors
+        and links through `conn` return CONNECTOR_CLOSED. The index is not reused (a
+        fired link record may still name it), so a closed connector keeps four
+        machine words, not its queues.
+        """
+        with cython.critical_section(self):
+            queue = self.connector_queues[conn]
+            if queue is None:
+                return True
+            if (self.conn_targets[conn] or len(<IdQueue>queue)
+                    or connector_link_pending(self, conn)):
+                return False
+            self.connector_queues[conn] = None
+            if conn < len(self.link_queues):
+                self.link_queues[conn] = None
+                self.link_reasons[conn] = None
+            return True
+
+    def connector_move_names(self, uint32_t old, uint32_t new, dict keys not None):
+        """Move the monitors by name of connector `old` to connector `new`.
+
+        `keys` maps each old name key to the new connector's key for the same name.
+        A name target that `new` already has takes the monitors over; otherwise the
+        target itself moves and its subscribe is queued on `new`. Monitors keep their
+        refs. Used when `old` turned out to belong to a dead incarnation before any
+        of these monitors reached it. -> number of targets moved.
+        """
+        cdef uint32_t t, into, m, last
+        cdef uint64_t key, new_key
+        cdef Py_ssize_t moved = 0
+        with cython.critical_section(self):
+            if self.connector_queues[new] is None:
+                raise ValueError("connector_move_names into a closed connector")
+            for t in range(self.targets_top):
+                if self.targets[t].conn != old or not self.targets[t].key & NAME_KEY:
+                    continue
+                key = self.targets[t].key
+                new_key = keys[key]
+                into = self.target_find(new, new_key)
+                if into == NIL:
+                    into = self.target_add(new, new_key)
+                    self.enqueue_connector(new, new_key)
+                m = self.targets[t].head
+                last = NIL
+                while m != NIL:                # re-point, then splice the whole list
+                    self.monitors[m].target = into
+                    last = m
+                    m = self.monitors[m].t_next
+                if last != NIL:
+                    self.monitors[last].t_next = self.targets[into].head
+                    if self.targets[into].head != NIL:
+                        self.monitors[self.targets[into].head].t_prev = last
+                    self.targets[into].head = self.targets[t].head
+                self.targets[t].head = NIL
+                self.target_remove(t)
+                moved += 1
+        return moved
 
     def connector_targets(self, uint32_t conn):
         """Number of distinct targets watched on connector `conn`."""
@@ -1361,11 +1429,14 @@ cdef class Core:
 
     def sizes(self):
         """Table sizes -> dict (references, targets, processes, subscribers, queues)."""
-        cdef Py_ssize_t pending = 0, batched = 0
+        cdef Py_ssize_t pending = 0, batched = 0, closed = 0
         if ZENMON_DEBUG_BUILD:
             check_core(self)
         for queue in self.connector_queues[1:]:
-            pending += len(<IdQueue>queue)
+            if queue is not None:
+                pending += len(<IdQueue>queue)
+            else:
+                closed += 1
         for batcher in self.batchers:
             batched += len(<Batcher>batcher)
         return {
@@ -1375,6 +1446,7 @@ cdef class Core:
             "subscribers": self.subscriptions_live,
             "downs_queued": self.downs.length + self.parked_total,
             "connector_queued": pending,
+            "connectors_open": len(self.connector_queues) - 1 - closed,
             "batcher_queued": batched,
         }
 

@@ -136,10 +136,19 @@ cdef int link_remove(Core self, uint32_t m) except -1:
 
 
 cdef IdQueue link_queue(Core self, uint32_t conn):
+    cdef Py_ssize_t c
     while len(self.link_queues) <= conn:
-        self.link_queues.append(IdQueue())
-        self.link_reasons.append(deque())
-    return <IdQueue>self.link_queues[conn]
+        c = len(self.link_queues)
+        if self.connector_queues[c] is None:      # closed: no queues again
+            self.link_queues.append(None)
+            self.link_reasons.append(None)
+        else:
+            self.link_queues.append(IdQueue())
+            self.link_reasons.append(deque())
+    queue = self.link_queues[conn]
+    if queue is None:     # unreachable: a closed connector has no live link records
+        raise RuntimeError(f"link op on closed connector {conn}")
+    return <IdQueue>queue
 
 
 cdef int link_op(Core self, uint32_t conn, uint64_t op, uint64_t target, uint64_t other,
@@ -243,13 +252,16 @@ def link_remote(Core self, uint64_t a, uint32_t conn, uint64_t key, list others)
     """Link local a to remote key through connector conn (queues the LINK op).
 
     `others` are the other conns that may already hold this link (proxy peers of the
-    same node incarnation): linked already is a no-op. -> LINK_DONE or NO_SUBSCRIBER.
+    same node incarnation): linked already is a no-op. -> LINK_DONE, NO_SUBSCRIBER or
+    CONNECTOR_CLOSED (ask the node for the current connector).
     """
     cdef uint32_t sa
     with cython.critical_section(self):
         sa = self.process_slot(a)
         if sa == NIL:
             return NO_SUBSCRIBER
+        if self.connector_queues[conn] is None:
+            return CONNECTOR_CLOSED
         if link_find(self, sa, conn, key, False) != NIL:
             return LINK_DONE
         for other in others:
@@ -331,7 +343,8 @@ def connector_take_links(Core self, uint32_t conn, size_t max_ops):
     cdef size_t n, i
     cdef list reasons = []
     with cython.critical_section(self):
-        if conn >= len(self.link_queues) or not len(<IdQueue>self.link_queues[conn]):
+        if (conn >= len(self.link_queues) or self.link_queues[conn] is None
+                or not len(<IdQueue>self.link_queues[conn])):
             return b"", reasons
         queue = <IdQueue>self.link_queues[conn]
         n = min(max_ops, queue.length // 3)
@@ -347,13 +360,13 @@ def connector_take_links(Core self, uint32_t conn, size_t max_ops):
 
 def connector_link_pending(Core self, uint32_t conn):
     """Link ops queued on connector conn."""
-    if conn >= len(self.link_queues):
+    if conn >= len(self.link_queues) or self.link_queues[conn] is None:
         return 0
     return len(<IdQueue>self.link_queues[conn]) // 3
 
 
 cdef int links_clear(Core self, uint32_t conn) except -1:
-    if conn < len(self.link_queues):
+    if conn < len(self.link_queues) and self.link_queues[conn] is not None:
         (<IdQueue>self.link_queues[conn]).clear()
         (<object>self.link_reasons[conn]).clear()
     return 0
@@ -441,6 +454,8 @@ def link_sizes(Core self):
     """Link gauges -> dict (link records on this node, link ops queued)."""
     cdef Py_ssize_t queued = 0
     for queue in self.link_queues[1:]:
+        if queue is None:
+            continue
         queued += len(<IdQueue>queue) // 3
     return {"links": self.links_live, "link_ops_queued": queued}
 

@@ -44,7 +44,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import _core
 from . import protocol as p
-from ._core import NAME_KEY_FLAG, NO_SUBSCRIBER, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid
+from ._core import (
+    CONNECTOR_CLOSED, NAME_KEY_FLAG, NO_SUBSCRIBER, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid)
 from .codec import CodecError, decode_reasons, encode_reasons
 from .curve import split_address
 from .errors import ProcessExited
@@ -134,6 +135,9 @@ class Connector:
             return self._node._connector(self.address, pid.incarnation).monitor(
                 subscriber, pid)
         ref = self._core.monitor(subscriber, self.index, pid.id, False)
+        if ref == CONNECTOR_CLOSED:     # retired and closed since the caller found it
+            return self._node._connector(self.address, pid.incarnation).monitor(
+                subscriber, pid)
         if ref <= TARGET_DEAD:
             raise ProcessExited("a dead process cannot monitor")
         return ref
@@ -141,19 +145,26 @@ class Connector:
     def monitor_name(self, subscriber: int, name: str) -> int:
         """Monitor the process registered as `name` on the remote node."""
         with self._names_lock:       # with forget_names: a key is dropped only unused
-            key = self._name_keys.get(name)
-            if key is None:
-                self._last_name_key += 1
-                key = NAME_KEY_FLAG | self._last_name_key
-                self._name_keys[name] = key
-                self.names[key] = (name, self.address)
+            key = self._name_key(name)
             ref = self._core.monitor(subscriber, self.index, key, True)
-            if ref <= TARGET_DEAD and not self._core.has_target(self.index, key):
+            if ref <= CONNECTOR_CLOSED and not self._core.has_target(self.index, key):
                 del self.names[key]
                 del self._name_keys[name]
+        if ref == CONNECTOR_CLOSED:     # retired and closed since the caller found it
+            return self._node._connector(self.address).monitor_name(subscriber, name)
         if ref <= TARGET_DEAD:
             raise ProcessExited("a dead process cannot monitor")
         return ref
+
+    def _name_key(self, name: str) -> int:
+        """The key standing for `name` here, made on first use (hold _names_lock)."""
+        key = self._name_keys.get(name)
+        if key is None:
+            self._last_name_key += 1
+            key = NAME_KEY_FLAG | self._last_name_key
+            self._name_keys[name] = key
+            self.names[key] = (name, self.address)
+        return key
 
     def link(self, subscriber: int, pid: Pid, others: list[int]) -> None:
         """Link process id `subscriber` to remote `pid` (never waits)."""
@@ -166,8 +177,10 @@ class Connector:
             self.restart_seen_from_user()
             self._node._connector(self.address, pid.incarnation).link(subscriber, pid, others)
             return
-        if _core.link_remote(self._core, subscriber, self.index, pid.id,
-                             others) == NO_SUBSCRIBER:
+        status = _core.link_remote(self._core, subscriber, self.index, pid.id, others)
+        if status == CONNECTOR_CLOSED:  # retired and closed since the caller found it
+            self._node._connector(self.address, pid.incarnation).link(subscriber, pid, others)
+        elif status == NO_SUBSCRIBER:
             raise ProcessExited("a dead process cannot link")
 
     def compatibility(self) -> str:
@@ -188,7 +201,7 @@ class Connector:
     def restart_seen_from_user(self) -> None:
         """A pid of a newer incarnation was seen: this incarnation is gone."""
         self.retire()
-        self._node._call_in_io(lambda: self.node_down("restart"))
+        self._node._call_in_io(self.incarnation_gone)
 
     # ------------------------------------------------------- I/O thread
 
@@ -218,9 +231,12 @@ class Connector:
                     or _core.connector_link_pending(core, self.index))
         if self.state is State.IDLE:
             if self.retired:
-                if not has_work:
-                    self.close()
+                if not has_work and core.connector_close(self.index):
+                    self.close()       # its core queues are freed: nothing to keep
                 else:
+                    # monitors that raced in after the restart was seen: by name,
+                    # they belong to the new incarnation; by pid, they are dead
+                    self.hand_names_over()
                     self.fire_all()
                     self._node._node_monitors.session_down(self, self.address, "restart",
                                                            False)
@@ -474,13 +490,44 @@ class Connector:
                                                           self.dead_expected - 1)), now)
 
     def restart_seen(self) -> None:
-        """The remote answered as another incarnation: it restarted."""
+        """The remote answered as another incarnation: it restarted.
+
+        Monitors by pid held here watch the dead incarnation: they fire ``nodedown``.
+        Monitors by name that never reached it (no session was up since the last
+        nodedown) are for whatever holds the name now: they move to the successor.
+        """
         self.retire()
-        self.node_down("restart")
+        self.incarnation_gone()
         successor = self._node._connector(self.address)
         if successor is not self:
             successor.start_session(time.monotonic(),
                                     self._node._config.connect_timeout / 1000)
+
+    def incarnation_gone(self) -> None:
+        """This retired connector's incarnation is dead: move what never reached it by
+        name, fire the rest (``nodedown``)."""
+        if self.state is not State.UP:
+            self.hand_names_over()
+        self.node_down("restart")
+
+    def hand_names_over(self) -> None:
+        """Move this retired connector's monitors by name to the current connector of
+        its address (refs kept; the successor subscribes them)."""
+        if not self.names:
+            return
+        successor = self._node._connector(self.address)
+        core = self._core
+        # the I/O thread alone takes two names locks (old, then new): no deadlock
+        with self._names_lock, successor._names_lock:
+            keys = {key: successor._name_key(name)
+                    for key, (name, _) in self.names.items()
+                    if core.has_target(self.index, key)}
+            if keys:
+                core.connector_move_names(self.index, successor.index, keys)
+            self.names.clear()
+            self._name_keys.clear()
+        if keys:
+            self._node._wake_io()
 
     def incompatible(self, why: str = "incompatible") -> None:
         """The remote spoke another protocol or garbage: penalty, then nodedown."""

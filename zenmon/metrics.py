@@ -71,6 +71,8 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.local.connector.sweep": sum(c.sweeps for c in list(node._all_connectors)),
         "zenmon.local.connector.queue_len": sizes["connector_queued"],
         "zenmon.local.connectors.size": len(node._all_connectors),
+        # connectors whose queues the core still holds (a closed one keeps 4 words)
+        "zenmon.local.connectors.open": sizes["connectors_open"],
         "zenmon.local.connector.names.size": sum(
             len(c.names) for c in list(node._all_connectors)),
         "zenmon.local.dispatcher.events.delivered": counters["delivered"],

@@ -152,10 +152,6 @@ class WatcherServer:
     def do_gc(self) -> int:
         return gc.collect()
 
-    def do_connect(self, address: str) -> str:
-        """Talk to the node at `address` now (after it restarted). -> compatibility."""
-        return self.node.connect(address)
-
     def do_totals(self) -> dict[str, Any]:
         return {"totals": self.totals, "examples": self.examples[:20]}
 
@@ -586,11 +582,6 @@ def _round(nodes: dict[str, Child], round_no: int, args: argparse.Namespace,
         time.sleep(0.05)
     if kill:
         nodes["T2"] = Child("target", t2.port)
-        if not args.no_reconnect:
-            # until the watching node has talked to the new incarnation, a monitor by
-            # name lands on the old one's connector and fires a false "nodedown"
-            # (tests/test_soak_findings.py); --no-reconnect soaks that path too
-            watcher.call("connect", address=nodes["T2"].address)
     result = status.get("result") or {"owed": 0, "delivered": 0, "lost": 0}
     result["monitors"] = made
     return result
@@ -647,10 +638,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="local targets on the watching node per round")
     parser.add_argument("--kill-every", type=int, default=5,
                         help="SIGKILL and restart T2 every N rounds (0: never)")
-    parser.add_argument("--no-reconnect", action="store_true",
-                        help="do not connect the watching node to a restarted T2 before "
-                             "the next round (its name monitors may then get a false "
-                             "nodedown: a known defect)")
     parser.add_argument("--names", type=int, default=20000,
                         help="unique names for the memory-per-name measurement (0: skip)")
     parser.add_argument("--seed", type=int, default=None)
