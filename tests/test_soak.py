@@ -48,3 +48,7 @@ def test_two_minute_soak_is_exactly_once(tmp_path: object) -> None:
     assert summary["rounds"] >= 5, report
     assert all(n >= 3 for n in summary["samples"].values()), report
     assert set(summary["bytes_per_name"]) == {"W", "T1"}, report
+    # nothing is kept per unique name once its process is gone (a leak of one small
+    # object per name would show as 30 B or more here)
+    traced = summary["traced_bytes_per_name"]
+    assert set(traced) == {"W", "T1"} and all(abs(v) < 8 for v in traced.values()), report

@@ -107,6 +107,19 @@ class TargetServer:
     def do_gc(self) -> int:
         return gc.collect()
 
+    def do_traced(self, start: bool = False) -> int:
+        return _traced(start)
+
+
+def _traced(start: bool = False) -> int:
+    """Bytes Python's allocators hold that tracemalloc saw allocated (after a gc);
+    `start` begins tracing (only allocations made after it are counted)."""
+    import tracemalloc
+    if start and not tracemalloc.is_tracing():
+        tracemalloc.start()
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
 
 class _Watch:
     """One watcher's ledger: its refs and what became of them."""
@@ -151,6 +164,9 @@ class WatcherServer:
 
     def do_gc(self) -> int:
         return gc.collect()
+
+    def do_traced(self, start: bool = False) -> int:
+        return _traced(start)
 
     def do_totals(self) -> dict[str, Any]:
         return {"totals": self.totals, "examples": self.examples[:20]}
@@ -539,9 +555,10 @@ class Sampler:
             self.sample_once()
 
     def slopes(self, warmup: float) -> dict[str, float | None]:
-        """RSS slope per node, MB/hour, over samples after `warmup` seconds; for a node
-        that was restarted, the mean of its incarnations' slopes (each after its own
-        warm-up), over those with enough samples."""
+        """RSS slope per node, MB/hour, over samples after `warmup` seconds (a float
+        below 1: that fraction of the run instead); for a node that was restarted, the
+        mean of its incarnations' slopes (each after its own warm-up), over those with
+        enough samples."""
         out: dict[str, float | None] = {}
         for name, samples in self.samples.items():
             by_incarnation: dict[int, list[tuple[float, int]]] = {}
@@ -549,8 +566,11 @@ class Sampler:
                 by_incarnation.setdefault(incarnation, []).append((t, rss))
             slopes = []
             for series in by_incarnation.values():
-                begin = series[0][0] + (warmup if len(by_incarnation) == 1 else
-                                        min(warmup, SAMPLE_EVERY * 2))
+                if warmup < 1:
+                    begin = series[0][0] + warmup * (series[-1][0] - series[0][0])
+                else:
+                    begin = series[0][0] + (warmup if len(by_incarnation) == 1 else
+                                            min(warmup, SAMPLE_EVERY * 2))
                 kept = [(t, v) for t, v in series if t >= begin]
                 value = slope_mb_per_hour(kept)
                 if value is not None:
@@ -599,15 +619,23 @@ def _wait_tables(nodes: dict[str, Child], baseline: dict[str, dict[str, int]],
         time.sleep(0.2)
 
 
-def _names_memory(nodes: dict[str, Child], count: int) -> dict[str, float]:
-    """Bytes of RSS each node keeps per unique name monitored, fired and gone."""
+def _names_memory(nodes: dict[str, Child], count: int) -> tuple[dict[str, float],
+                                                                 dict[str, float]]:
+    """Bytes each node keeps per unique name monitored, fired and gone -> (by RSS, by
+    tracemalloc). RSS moves with the allocators' own bookkeeping (arenas, free lists,
+    fragmentation), so its per-name figure is noisy at this count; the traced figure
+    counts the Python and core memory still allocated, which a leak would grow."""
     watcher, target = nodes["W"], nodes["T1"]
-    out = {}
+    out: dict[str, float] = {}
+    traced: dict[str, float] = {}
+    for child in (watcher, target):
+        child.call("traced", start=True)
     for phase in ("warmup", "measured"):
         names = [f"mem.{phase}.{i}" for i in range(count)]
         for child in (watcher, target):
             child.call("gc")
         before = {"W": watcher.rss() or 0, "T1": target.rss() or 0}
+        traced_before = {"W": watcher.call("traced"), "T1": target.call("traced")}
         target.call("spawn", n=0, names=names)
         watcher.call("watch_names", names=names, address=target.address)
         target.call("exit_all", reason="killed")
@@ -616,9 +644,12 @@ def _names_memory(nodes: dict[str, Child], count: int) -> dict[str, float]:
             raise RuntimeError(f"names phase: {got} of {count} DOWNs")
         target.call("gc")
         after = {"W": watcher.rss() or 0, "T1": target.rss() or 0}
+        traced_after = {"W": watcher.call("traced"), "T1": target.call("traced")}
         if phase == "measured":
             out = {name: (after[name] - before[name]) / count for name in before}
-    return out
+            traced = {name: (traced_after[name] - traced_before[name]) / count
+                      for name in before}
+    return out, traced
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -687,19 +718,25 @@ def _orchestrate(args: argparse.Namespace, seed: int) -> int:
         sampler.sample_once()
         baseline["T2"] = {k: nodes["T2"].call("metrics").get(k, 0) for k in TABLE_GAUGES}
         tables = _wait_tables(nodes, baseline, 60.0)
-        names_memory = _names_memory(nodes, args.names) if args.names else {}
+        names_memory, names_traced = (_names_memory(nodes, args.names) if args.names
+                                      else ({}, {}))
         totals = nodes["W"].call("totals")
         warmup = min(120.0, budget / 4)
         summary = {
             "seed": seed, "minutes": round((time.monotonic() - start) / 60, 2),
             "rounds": round_no, "kills": kills, **totals["totals"],
             "rss_slope_mb_per_hour": sampler.slopes(warmup),
+            # a leak keeps its slope; allocator warm-up (fragmentation) flattens out
+            "rss_slope_mb_per_hour_last_half": sampler.slopes(0.5),
+            "rss_mb_series_w": [(round(t), round(rss / 1e6, 1))
+                                for _, t, rss, _ in sampler.samples["W"]],
             "rss_mb_end": {name: round((child.rss() or 0) / 1e6, 1)
                            for name, child in nodes.items()},
             "samples": {name: len(s) for name, s in sampler.samples.items()},
             "tables_baseline": baseline, "tables_end": tables,
             "tables_ok": all(tables[n] == baseline[n] for n in nodes),
-            "bytes_per_name": names_memory, "examples": totals["examples"],
+            "bytes_per_name": names_memory, "traced_bytes_per_name": names_traced,
+            "examples": totals["examples"],
         }
     finally:
         for child in nodes.values():
@@ -729,6 +766,8 @@ def _print_summary(s: dict[str, Any], out: Any) -> None:
           f"{s['wrong_reason']}, errors {s['errors']}", file=out)
     print("  RSS slope (MB/hour, after warm-up): " + ", ".join(
         f"{n} {mb(v)}" for n, v in s["rss_slope_mb_per_hour"].items())
+        + "; over the last half: " + ", ".join(
+        f"{n} {mb(v)}" for n, v in s["rss_slope_mb_per_hour_last_half"].items())
         + "; RSS at end (MB): " + ", ".join(
         f"{n} {v}" for n, v in s["rss_mb_end"].items()), file=out)
     for name, end in s["tables_end"].items():
@@ -738,8 +777,10 @@ def _print_summary(s: dict[str, Any], out: Any) -> None:
                                       f"NOT back to baseline (baseline, end): {diff}"),
               file=out)
     if s["bytes_per_name"]:
-        print("  memory kept per unique name once its process is gone: " + ", ".join(
-            f"{n} {v:.0f} B" for n, v in s["bytes_per_name"].items()), file=out)
+        print("  memory kept per unique name once its process is gone: traced "
+              + ", ".join(f"{n} {v:.1f} B" for n, v in s["traced_bytes_per_name"].items())
+              + "; by RSS (allocator noise) " + ", ".join(
+                  f"{n} {v:.0f} B" for n, v in s["bytes_per_name"].items()), file=out)
     for example in s["examples"][:10]:
         print("  example: " + example.strip().replace("\n", "\n    "), file=out)
     out.flush()
