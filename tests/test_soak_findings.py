@@ -20,6 +20,7 @@ import pytest
 import zenmon
 from helpers import receive_all, wait_for
 from remote import REMOTE_SETTINGS, free_port, wait_remote
+import zenmon._core as core_module
 from zenmon._core import CONNECTOR_CLOSED, NAME_KEY_FLAG, Core
 
 
@@ -162,4 +163,29 @@ def test_moved_name_monitors_keep_their_refs_and_merge():
     core.fire_connector(old, "tcp://x:1", 1, {}, "nodedown")
     core.dispatch(100)
     assert ref_pid in {down.ref for down in inbox}
+    core.check_invariants()
+
+
+def test_subscribe_runs_no_code_that_lets_another_thread_in(monkeypatch):
+    """The soak's segfault: the first subscribe of a node seeded its hash with
+    os.urandom, which releases the GIL; a thread exiting the subscribed process in
+    that window left the subscription linked to a freed slot (the free list then
+    handed out a subscription index as a process slot, and a later exit walked
+    garbage). Seeding happens when the core is made, never inside an operation."""
+    core, _inbox, pid = _core_with_watcher()
+    core.batcher_new()
+    calls = []
+
+    class ExitingOs:            # what another thread could do while the GIL was free
+        @staticmethod
+        def urandom(n):
+            calls.append(n)
+            core.process_exit(pid, (pid, "killed", None), "killed")
+            return bytes(n)
+
+    monkeypatch.setattr(core_module, "os", ExitingOs)
+    core.subscribe(0, 5, pid)
+    assert calls == []
+    core.check_invariants()
+    core.process_exit(pid, (pid, "killed", None), "killed")
     core.check_invariants()

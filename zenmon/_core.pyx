@@ -161,7 +161,9 @@ cdef class Core:
         self.name_subscriptions_live = 0
         self.subscription_index = NULL
         self.subscription_index_mask = 0
-        self.subscription_seed = 0
+        # seeded here, never inside a table operation: os.urandom releases the GIL,
+        # and another thread must never find the tables half changed
+        self.subscription_seed = int.from_bytes(os.urandom(8), "little")
         self.peer_heads = NULL
         self.peer_heads_cap = 0
         self.stamp = 0
@@ -512,13 +514,19 @@ cdef class Core:
                 self.n_batcher_enqueue += 1
                 self.subscription_free(q)
                 q = nxt
+            # the references this slot held are released when this call returns, with
+            # the tables consistent: freeing them can run arbitrary code (finalizers,
+            # weakref callbacks) and so let another thread in
+            batch = inbox = owner = parked = None
             if self.processes[slot].alive & PROCESS_BULK:
-                self.last_batch.pop(slot, None)
+                batch = self.last_batch.pop(slot, None)
             if self.processes[slot].alive & PROCESS_PARKED:
                 parked = self.parked.pop(slot)
                 self.parked_total -= len(<DeathQueue>parked)
                 self.n_delivered += len(<DeathQueue>parked)     # dropped: watcher dead
             self.processes[slot].alive = 0
+            inbox = self.deliver[slot]
+            owner = self.owners[slot]
             self.deliver[slot] = None
             self.owners[slot] = None
             self.processes_live -= 1
@@ -916,9 +924,7 @@ cdef class Core:
             raise MemoryError()
         for i in range(size):
             fresh[i] = 0
-        if self.subscription_index is NULL:
-            self.subscription_seed = int.from_bytes(os.urandom(8), "little")
-        else:
+        if self.subscription_index is not NULL:
             for i in range(self.subscription_index_mask + 1):
                 q = self.subscription_index[i]
                 if q:

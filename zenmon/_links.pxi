@@ -164,20 +164,44 @@ cdef int link_op(Core self, uint32_t conn, uint64_t op, uint64_t target, uint64_
 
 
 cdef int links_on_exit(Core self, uint32_t s, uint64_t pid_id, object reason) except -1:
-    """Process s dies: one EXIT op per connector through which it linked out."""
-    cdef uint32_t m = self.processes[s].watch_head, conn
+    """Process s dies: one EXIT op per connector through which it linked out.
+
+    Allocates no Python object (a cyclic GC run could start finalizers and let another
+    thread in while the dying process is half torn down): the connectors told so far
+    are kept in a C array.
+    """
+    cdef uint32_t m = self.processes[s].watch_head, conn, i
     cdef MonitorRecord *rec
-    cdef list told = None
-    while m != NIL:
-        rec = &self.monitors[m]
-        if rec.flags & FLAG_LINK and rec.flags & 3 == STATE_LIVE:
-            conn = self.targets[rec.target].conn
-            if conn and conn < PEER_CONN and (told is None or conn not in told):
-                if told is None:
-                    told = []
-                told.append(conn)
-                link_op(self, conn, EXIT_OP, 0, pid_id, reason)
-        m = rec.s_next
+    cdef uint32_t local_told[16]
+    cdef uint32_t *told = local_told
+    cdef uint32_t *grown
+    cdef uint32_t n_told = 0, cap = 16
+    try:
+        while m != NIL:
+            rec = &self.monitors[m]
+            if rec.flags & FLAG_LINK and rec.flags & 3 == STATE_LIVE:
+                conn = self.targets[rec.target].conn
+                if conn and conn < PEER_CONN:
+                    for i in range(n_told):
+                        if told[i] == conn:
+                            break
+                    else:
+                        if n_told == cap:
+                            grown = <uint32_t *>PyMem_Malloc(2 * cap * sizeof(uint32_t))
+                            if grown is NULL:
+                                raise MemoryError()
+                            memcpy(grown, told, n_told * sizeof(uint32_t))
+                            if told is not local_told:
+                                PyMem_Free(told)
+                            told = grown
+                            cap *= 2
+                        told[n_told] = conn
+                        n_told += 1
+                        link_op(self, conn, EXIT_OP, 0, pid_id, reason)
+            m = rec.s_next
+    finally:
+        if told is not local_told:
+            PyMem_Free(told)
     return 0
 
 
