@@ -12,8 +12,7 @@ import math
 import pytest
 
 from zenmon.config import Config
-from zenmon.liveness import (
-    down_deadline, paused_too_long, reachable_at, zmtp_settings)
+from zenmon.liveness import down_deadline, paused_too_long, reachable_at, zmtp_settings
 
 DEFAULTS = Config()
 

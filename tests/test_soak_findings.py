@@ -18,9 +18,9 @@ from collections import deque
 import pytest
 
 import zenmon
+import zenmon._core as core_module
 from helpers import receive_all, wait_for
 from remote import REMOTE_SETTINGS, free_port, wait_remote
-import zenmon._core as core_module
 from zenmon._core import CONNECTOR_CLOSED, NAME_KEY_FLAG, Core
 
 

@@ -611,8 +611,8 @@ cdef class Core:
 
         Returns NO_SUBSCRIBER when the subscriber is dead, TARGET_DEAD when a local
         target (conn 0) is not alive and CONNECTOR_CLOSED when connector `conn` was
-        closed (the caller asks the node for the current one); a first monitor of a remote target queues a
-        subscribe on its connector.
+        closed (the caller asks the node for the current one); a first monitor of a
+        remote target queues a subscribe on its connector.
         """
         with cython.critical_section(self):
             return self.add_monitor(subscriber, conn, key, by_name)
@@ -740,15 +740,18 @@ cdef class Core:
                 if key & UNSUBSCRIBE:          # an unlink notice (see _links.pxi)
                     link_unlinked(self, conn, key & ~UNSUBSCRIBE, reasons[index])
                     continue
-                t = self.target_find(conn, key)
-                if t == NIL:
+                if self.target_find(conn, key) == NIL:
                     continue
+                # allocate first, then find the target again: an allocation can run
+                # the cyclic GC, whose finalizers may let another thread change it
                 if key & NAME_KEY:
                     name_pid = names.get(key)
                     death = (name_pid, reasons[index], name_pid)
                 else:
                     death = (Pid.new(node, incarnation, key), reasons[index], None)
-                fired += self.fire_target(t, death)
+                t = self.target_find(conn, key)
+                if t != NIL:
+                    fired += self.fire_target(t, death)
         return fired
 
     def fire_connector(self, uint32_t conn, str node, uint64_t incarnation, dict names,
@@ -779,7 +782,9 @@ cdef class Core:
                     death = (name_pid, reason, name_pid)
                 else:
                     death = (Pid.new(node, incarnation, key), reason, None)
-                fired += self.fire_target(t, death)
+                # the allocation may have let another thread free or reuse slot t
+                if self.targets[t].conn == conn and self.targets[t].key == key:
+                    fired += self.fire_target(t, death)
         return fired, -1
 
     # -------------------------------------------------------------- connectors

@@ -432,10 +432,12 @@ def links_apply(Core self, uint32_t peer, str address not None, uint64_t incarna
             kind = <uint32_t>(op & LOW32)
             index = <uint32_t>(op >> 32)
             if kind == EXIT_OP:
-                t = self.target_find(pconn, other)
-                if t != NIL:
+                if self.target_find(pconn, other) != NIL:
+                    # allocate, then find again (a GC run may let another thread in)
                     death = (Pid.new(address, incarnation, other), reasons[index], None)
-                    fired += self.fire_target(t, death)
+                    t = self.target_find(pconn, other)
+                    if t != NIL:
+                        fired += self.fire_target(t, death)
                 continue
             s = self.process_slot(target)
             if s == NIL:
@@ -463,14 +465,19 @@ def links_apply(Core self, uint32_t peer, str address not None, uint64_t incarna
 def links_drop_peer(Core self, uint32_t peer, str address not None, uint64_t incarnation):
     """Proxy peer `peer` is gone: every link it made fires "nodedown". -> signals queued."""
     cdef uint32_t t, pconn = PEER_CONN | peer
+    cdef uint64_t key
     cdef Py_ssize_t fired = 0
     with cython.critical_section(self):
         if not self.links_live:
             return 0
         for t in range(self.targets_top):
             if self.targets[t].conn == pconn and self.targets[t].head != NIL:
-                death = (Pid.new(address, incarnation, self.targets[t].key), "nodedown", None)
-                fired += self.fire_target(t, death)
+                key = self.targets[t].key
+                death = (Pid.new(address, incarnation, key), "nodedown", None)
+                # the allocation may have let another thread free or reuse slot t
+                if (self.targets[t].conn == pconn and self.targets[t].key == key
+                        and self.targets[t].head != NIL):
+                    fired += self.fire_target(t, death)
     return fired
 
 
