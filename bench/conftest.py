@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 import pytest
 
-from zenmon.tools.bench_local import FULL_N, IMPLEMENTATIONS, Table, format_table
+from zenmon.tools.bench_local import FULL_N, IMPLEMENTATIONS
+from zenmon.tools.runner import Row, Table, figure, format_table
 
 Results = dict[str, dict[str, dict[str, float]]]  # scenario -> label -> impl -> figure
 RESULTS_KEY = pytest.StashKey[Results]()
@@ -77,8 +78,9 @@ def pytest_terminal_summary(
     for scenario, labels in results.items():
         rows = table.setdefault(scenario, {})
         for label, sides in labels.items():
-            row: dict[str, float | None] = {impl: sides.get(impl) for impl in IMPLEMENTATIONS}
-            zen, naive = row.get("zenmon"), row.get("naive")
+            row: Row = {impl: figure([sides[impl]], label) if impl in sides else None
+                        for impl in IMPLEMENTATIONS}
+            zen, naive = sides.get("zenmon"), sides.get("naive")
             row["ratio"] = naive / zen if zen and naive else None
             rows[label] = row
     terminalreporter.write_sep("=", "zenmon vs naive (lower is better; ratio = naive / zenmon)")
