@@ -182,6 +182,8 @@ def settings_line(record: Mapping[str, Any]) -> str:
     Config's defaults (``Config defaults`` where nothing does)."""
     head = "settings (--defaults)" if record.get("library_defaults") else "settings"
     parts = [f"N={record['n']:,}"]
+    if "changed" not in record:
+        return f"{head}: " + "; ".join([*parts, "not recorded"])
     changed: Mapping[str, Mapping[str, Any]] = record.get("changed", {})
 
     def listed(diff: Mapping[str, Any]) -> str:
