@@ -4,6 +4,8 @@ Run with ``pytest bench/ --benchmark-only`` (``bench/`` is outside ``testpaths``
 so the default test run does not collect it). Options:
 
 - ``--bench-n N`` (or ``ZENMON_BENCH_N``): targets and monitors, default 1,000,000;
+- ``--bench-remote-n N`` (or ``ZENMON_BENCH_REMOTE_N``): remote monitors in
+  ``test_bench_remote.py``, default 100,000;
 - ``--bench-10m`` (or ``ZENMON_BENCH_10M=1``): also zenmon's bytes per monitor at
   10M (needs several GB of memory).
 
@@ -20,8 +22,10 @@ from collections.abc import Callable
 
 import pytest
 
-from zenmon.tools.bench_local import FULL_N, IMPLEMENTATIONS, Table, format_table
+from zenmon.tools.bench_local import FULL_N, IMPLEMENTATIONS
+from zenmon.tools.runner import Row, Table, figure, format_table
 
+REMOTE_N = 100_000
 Results = dict[str, dict[str, dict[str, float]]]  # scenario -> label -> impl -> figure
 RESULTS_KEY = pytest.StashKey[Results]()
 
@@ -31,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--bench-n", type=int, default=int(os.environ.get("ZENMON_BENCH_N", FULL_N)),
         help="targets/monitors per benchmark (default 1,000,000; also ZENMON_BENCH_N)",
+    )
+    group.addoption(
+        "--bench-remote-n", type=int,
+        default=int(os.environ.get("ZENMON_BENCH_REMOTE_N", REMOTE_N)),
+        help="remote monitors per remote benchmark (default 100,000; also "
+             "ZENMON_BENCH_REMOTE_N)",
     )
     group.addoption(
         "--bench-10m", action="store_true",
@@ -47,6 +57,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def bench_n(pytestconfig: pytest.Config) -> int:
     """How many targets and monitors each benchmark uses."""
     return int(pytestconfig.getoption("--bench-n"))
+
+
+@pytest.fixture(scope="session")
+def remote_n(pytestconfig: pytest.Config) -> int:
+    """How many remote monitors each remote benchmark uses."""
+    return int(pytestconfig.getoption("--bench-remote-n"))
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +93,9 @@ def pytest_terminal_summary(
     for scenario, labels in results.items():
         rows = table.setdefault(scenario, {})
         for label, sides in labels.items():
-            row: dict[str, float | None] = {impl: sides.get(impl) for impl in IMPLEMENTATIONS}
-            zen, naive = row.get("zenmon"), row.get("naive")
+            row: Row = {impl: figure([sides[impl]], label) if impl in sides else None
+                        for impl in IMPLEMENTATIONS}
+            zen, naive = sides.get("zenmon"), sides.get("naive")
             row["ratio"] = naive / zen if zen and naive else None
             rows[label] = row
     terminalreporter.write_sep("=", "zenmon vs naive (lower is better; ratio = naive / zenmon)")

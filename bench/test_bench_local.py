@@ -68,7 +68,8 @@ class TestPerCall:
     """monitor()/demonitor() on a table that already holds N monitors."""
 
     @pytest.fixture(scope="class", params=IMPLEMENTATIONS)
-    def population(self, request: pytest.FixtureRequest, bench_n: int) -> Iterator[Population]:
+    @classmethod
+    def population(cls, request: pytest.FixtureRequest, bench_n: int) -> Iterator[Population]:
         pop = build_population(request.param, bench_n)
         monitor_all(pop)
         yield pop

@@ -4,8 +4,9 @@
 
 The node hosting the watched processes is a subprocess (``zenmon.tools.bench_remote``'s
 child mode); the watching node is in the test process. N is 100,000 here
-(``ZENMON_BENCH_REMOTE_N`` overrides it; ``zenmon bench`` / ``python -m
-zenmon.tools.bench_remote`` run the 1M figures and the other remote scenarios).
+(``--bench-remote-n`` or ``ZENMON_BENCH_REMOTE_N`` overrides it; ``zenmon bench`` /
+``python -m zenmon.tools.bench_remote`` run the 1M figures and the other remote
+scenarios).
 
 (a) subscribe: from the first ``monitor()`` of N remote pids until the remote node
     holds every subscription (zenmon's fast settings: sweeps every 10 ms, chunks
@@ -19,7 +20,6 @@ Each round builds a fresh pair of nodes, untimed (pedantic ``setup``).
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +40,6 @@ pytestmark = pytest.mark.timeout(1800)
 
 Record = Callable[[str, str, str, float], None]
 
-REMOTE_N = int(os.environ.get("ZENMON_BENCH_REMOTE_N", 100_000))
 ROUNDS = 3
 
 
@@ -54,11 +53,11 @@ def round_duration(benchmark: Any) -> float:
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_remote_subscribe(benchmark: Any, impl: str, record: Record) -> None:
+def test_remote_subscribe(benchmark: Any, impl: str, remote_n: int, record: Record) -> None:
     results: list[SubscribeResult] = []
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        remote = build_remote(impl, REMOTE_N)
+        remote = build_remote(impl, remote_n)
         gc.collect()
         arm_subscribe(remote, timeout=120.0)   # the remote starts polling its count
         return (remote,), {}
@@ -72,24 +71,24 @@ def test_remote_subscribe(benchmark: Any, impl: str, record: Record) -> None:
     benchmark.group = "remote a: first monitor() -> every subscription held by the remote node"
     benchmark.pedantic(run, setup=setup, teardown=teardown, rounds=ROUNDS)
     for result in results:
-        assert result.subscribed == REMOTE_N, f"{impl}: {result.subscribed} of {REMOTE_N}"
+        assert result.subscribed == remote_n, f"{impl}: {result.subscribed} of {remote_n}"
     seconds = round_duration(benchmark)
     best = min(results, key=lambda r: r.total_s)
-    benchmark.extra_info.update(n=REMOTE_N, end_to_end_s=best.total_s,
+    benchmark.extra_info.update(n=remote_n, end_to_end_s=best.total_s,
                                 monitor_calls_s=best.calls_s)
-    label = n_label(REMOTE_N)
+    label = n_label(remote_n)
     record("remote a: subscribe", f"{label} remote monitors subscribed, s", impl, seconds)
-    record("remote a: subscribe", "subscribe, ns/monitor", impl, seconds * 1e9 / REMOTE_N)
+    record("remote a: subscribe", "subscribe, ns/monitor", impl, seconds * 1e9 / remote_n)
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-def test_remote_down_fanout(benchmark: Any, impl: str, record: Record) -> None:
+def test_remote_down_fanout(benchmark: Any, impl: str, remote_n: int, record: Record) -> None:
     results: list[FanoutResult] = []
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
-        remote = build_remote(impl, REMOTE_N)
+        remote = build_remote(impl, remote_n)
         subscribed = subscribe(remote, timeout=120.0).subscribed
-        assert subscribed == REMOTE_N, f"{impl}: {subscribed} of {REMOTE_N} subscribed"
+        assert subscribed == remote_n, f"{impl}: {subscribed} of {remote_n} subscribed"
         gc.collect()
         return (remote,), {}
 
@@ -106,9 +105,9 @@ def test_remote_down_fanout(benchmark: Any, impl: str, record: Record) -> None:
                            f"{result.wrong} with a wrong reason")
     seconds = round_duration(benchmark)
     best = min(results, key=lambda r: r.total_s)
-    benchmark.extra_info.update(n=REMOTE_N, kill_to_last_down_s=best.total_s,
+    benchmark.extra_info.update(n=remote_n, kill_to_last_down_s=best.total_s,
                                 exit_loop_s=best.exit_loop_s)
-    label = n_label(REMOTE_N)
+    label = n_label(remote_n)
     record("remote b: DOWN fan-out", f"{label} remote deaths -> last DOWN received, s", impl,
            seconds)
-    record("remote b: DOWN fan-out", "remote fan-out, ns/DOWN", impl, seconds * 1e9 / REMOTE_N)
+    record("remote b: DOWN fan-out", "remote fan-out, ns/DOWN", impl, seconds * 1e9 / remote_n)

@@ -2,12 +2,18 @@
 
 Usage::
 
-    zenmon bench [--quick] [--json FILE] [--n N] [--10m] [--repeat K] [--only NAME ...]
+    zenmon bench [--quick] [--json FILE] [--n N] [--10m] [--repeat K] [--defaults]
+                 [--only NAME ...]
     python -m zenmon.tools.bench_local --quick
 
 Every figure is *lower is better* (nanoseconds, seconds, bytes), so the ratio
 column reads the same way everywhere: ``naive / zenmon``, how many times better
-zenmon does. The naive baseline is :mod:`zenmon.tools.naive_local` (dicts of tuples,
+zenmon does. With ``--repeat K`` each figure is the median of K runs, printed next
+to the worst of them (the JSON keeps every run's value too); a scenario's
+``settings:`` line says what its node was given beyond Config's defaults, and N
+(``--defaults``: nothing, so every scenario runs as a fresh ``zenmon.Node()``).
+
+The naive baseline is :mod:`zenmon.tools.naive_local` (dicts of tuples,
 ``queue.Queue`` inboxes, DOWNs delivered inside ``exit()``).
 
 Shape (pyzmq's ``perf/perf.py`` is the model): a scenario is a function
@@ -47,11 +53,13 @@ from typing import Any
 from zenmon.tools import runner
 from zenmon.tools.runner import (
     IMPLEMENTATIONS,
+    Report,
     RunContext,
     Scenario,
     ScenarioFunction,
-    Table,
+    Setup,
     format_table,
+    json_safe,
 )
 from zenmon.tools.stats import environment, label_n, load_average, malloc_trim, rss_bytes
 
@@ -78,7 +86,10 @@ WATCHERS = 1000
 INNER = 10_000            # calls per timed round of the per-call scenario
 ROUNDS = 20
 QUICK_ROUNDS = 7
+QUICK_REPEAT = 3          # --quick: runs of each timing scenario (median and worst)
 DRAIN_TIMEOUT = 60.0      # seconds to wait for one DOWN before declaring it lost
+#: What the fan-outs configure before the timing (not with --defaults).
+UNLIMITED: dict[str, Any] = {"dispatch_mode": "unlimited"}
 
 
 # --------------------------------------------------------------------------
@@ -241,16 +252,18 @@ class FanoutResult:
         return self.received == self.expected and self.wrong == 0
 
 
-def fanout(pop: Population, reason: Any = "killed", timeout: float = DRAIN_TIMEOUT) -> FanoutResult:
+def fanout(pop: Population, reason: Any = "killed", timeout: float = DRAIN_TIMEOUT,
+           lift_throttle: bool = True) -> FanoutResult:
     """Kill every target of a monitored population and receive every DOWN.
 
-    The throttle is lifted first (``dispatch_mode="unlimited"``): this measures
-    the machinery, not the configured rate. Timed from the first ``exit()`` to
-    the last DOWN taken out of a watcher's inbox.
+    The throttle is lifted first (``dispatch_mode="unlimited"``) unless not
+    ``lift_throttle``: this measures the machinery, not the configured rate. Timed
+    from the first ``exit()`` to the last DOWN taken out of a watcher's inbox.
     """
     if not pop.monitored:
         raise ValueError("fanout needs a monitored population")
-    pop.node.configure(dispatch_mode="unlimited")
+    if lift_throttle:
+        pop.node.configure(**UNLIMITED)
     k = pop.per_watcher
     clock = time.perf_counter
     t0 = clock()
@@ -396,15 +409,32 @@ SCENARIOS: list[Scenario] = []
 
 
 def scenario(
-    name: str, implementations: Sequence[str] = IMPLEMENTATIONS, repeatable: bool = True
+    name: str, implementations: Sequence[str] = IMPLEMENTATIONS, repeatable: bool = True,
+    settings: Callable[[Context], dict[str, Any]] | None = None,
 ) -> Callable[[ScenarioFunction], ScenarioFunction]:
-    """Register ``fn(ctx, impl) -> {label: figure}`` in :data:`SCENARIOS` under ``name``."""
+    """Register ``fn(ctx, impl) -> {label: figure}`` in :data:`SCENARIOS` under ``name``.
+
+    ``settings(ctx)``: what the scenario's zenmon node is given (default: nothing,
+    Config's defaults), for its settings record.
+    """
+
+    def setup(ctx: Context) -> Setup:
+        given = settings(ctx) if settings is not None else {}
+        watchers = max(1, min(WATCHERS, ctx.n))
+        n = ctx.n // watchers * watchers
+        return Setup(n, {"node": given}, {"watchers": watchers, "processes": n + watchers,
+                                          "os_processes": 1})
 
     def register(fn: ScenarioFunction) -> ScenarioFunction:
-        SCENARIOS.append(Scenario(name, fn, tuple(implementations), repeatable))
+        SCENARIOS.append(Scenario(name, fn, tuple(implementations), repeatable, setup))
         return fn
 
     return register
+
+
+def fanout_settings(ctx: Context) -> dict[str, Any]:
+    """The fan-outs lift the throttle, unless the run is with the library's defaults."""
+    return {} if ctx.defaults else dict(UNLIMITED)
 
 
 @scenario("bulk monitor")
@@ -453,14 +483,15 @@ def monitor_demonitor(ctx: Context, impl: str) -> dict[str, float]:
     }
 
 
-@scenario("DOWN fan-out, unlimited")
+@scenario("DOWN fan-out", settings=fanout_settings)
 def down_fanout(ctx: Context, impl: str) -> dict[str, float]:
-    """(c) N local deaths -> N DOWNs in the watchers' inboxes, throttle lifted."""
+    """(c) N local deaths -> N DOWNs in the watchers' inboxes, throttle lifted (unless
+    ``--defaults``)."""
     pop = ctx.take_population(impl)
     try:
         ctx.log(f"{impl}: killing {pop.n:,} targets, draining {len(pop.watchers)} inboxes")
         gc.collect()
-        result = fanout(pop)
+        result = fanout(pop, lift_throttle=not ctx.defaults)
     finally:
         pop.close()
     if not result.ok:
@@ -481,7 +512,7 @@ def down_fanout(ctx: Context, impl: str) -> dict[str, float]:
     return figures
 
 
-@scenario("DOWN fan-out, bulk delivery", implementations=("zenmon",))
+@scenario("DOWN fan-out, bulk delivery", implementations=("zenmon",), settings=fanout_settings)
 def down_fanout_bulk(ctx: Context, impl: str) -> dict[str, float]:
     """N local deaths -> N DOWNs, each watcher taking them as DownBatch messages."""
     ctx.drop()
@@ -490,7 +521,8 @@ def down_fanout_bulk(ctx: Context, impl: str) -> dict[str, float]:
         for watcher in pop.watchers:
             watcher.set_bulk(True)
         monitor_all(pop)
-        pop.node.configure(dispatch_mode="unlimited")
+        if not ctx.defaults:
+            pop.node.configure(**UNLIMITED)
         ctx.log(f"{impl}: killing {pop.n:,} targets, draining {len(pop.watchers)} bulk inboxes")
         gc.collect()
         clock = time.perf_counter
@@ -581,10 +613,16 @@ def run(
     scenarios: Sequence[Scenario] | None = None,
     implementations: Sequence[str] = IMPLEMENTATIONS,
     repeat: int = 1,
-) -> Table:
+) -> Report:
     """:func:`zenmon.tools.runner.run` over ``scenarios`` (default: the local :data:`SCENARIOS`)."""
     return runner.run(ctx, SCENARIOS if scenarios is None else scenarios, implementations,
                       repeat)
+
+
+REPEAT_HELP = (
+    "run the timing scenarios K times, alternating which side goes first, and report "
+    "each figure's median and worst of the K runs (JSON: also every run's value); "
+    "memory figures are measured once. Default: {quick} with --quick, else 1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -593,9 +631,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="zenmon bench",
         description="zenmon's figures against naive baselines measured in the same run: "
                     "local monitors (pure-Python dicts and queues), then remote monitors "
-                    "(one network message per monitor and per death). Lower is better; "
-                    "ratio = naive / zenmon. Remote figures with --json go to "
-                    "FILE.remote.json.",
+                    "(one network message per monitor and per death). Lower is better "
+                    "(rates: higher); ratio = naive / zenmon. With --repeat K each figure "
+                    "is the median of K runs, next to the worst. Under each scenario a "
+                    "'settings:' line gives N and what its zenmon nodes were given that "
+                    "differs from zenmon.Config's defaults; --json records the settings "
+                    "in full, with the Python version, CPUs and load average. Remote "
+                    "figures with --json go to FILE.remote.json.",
     )
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_N:,} monitors instead of {FULL_N:,} (well under 2 minutes)")
@@ -611,16 +653,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--impl", choices=IMPLEMENTATIONS, action="append",
                         help="run only this implementation (repeatable)")
     parser.add_argument("--repeat", type=int, default=None, metavar="K",
-                        help="run the timing scenarios K times, alternating which side goes "
-                             "first, and keep each figure's best (default: 2 with --quick, "
-                             "else 1)")
+                        help=REPEAT_HELP.format(quick=QUICK_REPEAT)
+                        + " (the remote scenarios: 1 unless --repeat is given)")
+    parser.add_argument("--defaults", action="store_true",
+                        help="run every scenario with zenmon's default settings (token "
+                             "bucket at 10,000 DOWNs/s, 100 ms sweeps of 5000, 200/1000 ms "
+                             "heartbeats) instead of the benchmark's fast ones; only what a "
+                             "scenario is about (the storms' dispatch_mode) is kept. "
+                             "Fan-outs then take N / 10,000 s")
+    parser.add_argument("--storm-n", type=int, default=None, metavar="N",
+                        help="DOWNs in each remote storm (default 100,000)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--local", action="store_true",
                         help="only the local scenarios (default: local, then remote)")
     parser.add_argument("--remote", action="store_true",
                         help="only the remote scenarios (zenmon.tools.bench_remote)")
     args = parser.parse_args(argv)
-    repeat = args.repeat if args.repeat is not None else (2 if args.quick else 1)
+    if args.repeat is not None and args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    repeat = args.repeat if args.repeat is not None else (QUICK_REPEAT if args.quick else 1)
     status = 0
     if not args.remote:
         status = _main_local(args, repeat)
@@ -630,6 +681,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         remote_argv = ["--quick"] if args.quick else []
         if args.n:
             remote_argv += ["--n", str(args.n)]
+        if args.repeat is not None:
+            remote_argv += ["--repeat", str(args.repeat)]
+        if args.storm_n is not None:
+            remote_argv += ["--storm-n", str(args.storm_n)]
+        if args.defaults:
+            remote_argv.append("--defaults")
         for word in args.only or ():
             remote_argv += ["--only", word]
         if args.json:
@@ -656,6 +713,7 @@ def _main_local(args: argparse.Namespace, repeat: int) -> int:
         ten_million=args.ten_million,
         rounds=QUICK_ROUNDS if args.quick else ROUNDS,
         verbose=not args.quiet,
+        defaults=args.defaults,
     )
     scenarios = SCENARIOS
     if args.only:
@@ -665,32 +723,39 @@ def _main_local(args: argparse.Namespace, repeat: int) -> int:
 
     load_before = load_average()
     started = time.perf_counter()
-    table = run(ctx, scenarios, implementations, repeat)
+    report = run(ctx, scenarios, implementations, repeat)
     elapsed = time.perf_counter() - started
     load_after = load_average()
 
-    print(f"zenmon bench: n={n:,}, watchers={WATCHERS}, best of {repeat}, lower is better, "
-          f"ratio = naive / zenmon (>1: zenmon better); {elapsed:.1f} s, "
-          f"load average {load_before:.2f} -> {load_after:.2f} on {os.cpu_count()} CPUs")
-    print(format_table(table))
+    print(f"zenmon bench: n={n:,}, watchers={WATCHERS}, {_aggregate(repeat)}, "
+          "lower is better, ratio = naive / zenmon (>1: zenmon better); "
+          f"{elapsed:.1f} s, load average {load_before:.2f} -> {load_after:.2f} "
+          f"on {os.cpu_count()} CPUs")
+    print(format_table(report.table, report.settings))
     if args.json:
         document = {
             "n": n,
             "quick": args.quick,
+            "library_defaults": args.defaults,
             "watchers": WATCHERS,
             "inner": ctx.inner,
             "rounds": ctx.rounds,
             "repeat": repeat,
+            "aggregate": "median and worst of the runs; runs: every run's value",
             "elapsed_s": elapsed,
             "load_average": [load_before, load_after],
             "environment": environment(),
-            "scenarios": table,
+            "scenarios": report.scenarios(),
         }
         with open(args.json, "w") as out:
-            json.dump(document, out, indent=2)
+            json.dump(json_safe(document), out, indent=2)
             out.write("\n")
-    missing = any("DOWNs missing" in rows for rows in table.values())
-    return 1 if missing else 0
+    return 1 if report.missing else 0
+
+
+def _aggregate(repeat: int) -> str:
+    """How the figures of ``repeat`` runs are reported (the title line)."""
+    return "one run" if repeat == 1 else f"median and worst of {repeat} runs"
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m zenmon.tools.bench_remote [--quick] [--json FILE] [--n N] [--only NAME ...]
+    python -m zenmon.tools.bench_remote [--quick] [--json FILE] [--n N] [--repeat K]
+                                        [--defaults] [--storm-n N] [--only NAME ...]
     zenmon bench --remote ...
 
 The naive baseline is :mod:`zenmon.tools.naive_remote`: the same process model and
@@ -34,8 +35,8 @@ process. Scenarios (N = 1,000,000, or 100,000 with ``--quick``):
     (processes, watcher pids and pid objects exist before the baseline; freed heap
     is handed back with ``malloc_trim`` before both readings, so the figure is the
     memory the monitors *retain*).
-(f) ``remote 100k-DOWN storm``: one watcher holds 100,000 monitors on a remote
-    node's processes, which all exit; a sender thread puts a work message carrying
+(f) ``remote DOWN storm``: one watcher holds 100,000 monitors (``--storm-n``) on a
+    remote node's processes, which all exit; a sender thread puts a work message carrying
     ``time.monotonic()`` in the watcher's inbox every 1 ms. Figures: each work
     message's wait (received - sent) p50/p99/max for those sent during the storm,
     and the storm duration (kill command -> last DOWN). zenmon with default settings
@@ -49,6 +50,12 @@ process. Scenarios (N = 1,000,000, or 100,000 with ``--quick``):
     received, that first -> last span, and the drain rate (DOWNs / span; also as a
     multiple of 10,000/s). The rate is *higher is better*, so its ratio reads the
     other way round.
+
+zenmon's nodes get :data:`FAST` in (a), (b) and (e), :data:`FAST` and
+:data:`HEARTBEAT` in (c), :data:`HEARTBEAT` in (g); with ``--defaults`` they get
+nothing but the storms' ``dispatch_mode``, so the figures are those of
+``zenmon.Node()`` as shipped. Each scenario's ``settings:`` line (and its JSON
+record) says which.
 
 Naive heartbeats share the stream with its MONITOR messages, so a PING behind a
 million MONITORs is answered seconds late; the naive nodes therefore subscribe
@@ -75,14 +82,23 @@ from typing import Any
 
 from zenmon.tools import child as _child
 from zenmon.tools.child import ChildError, die_with_parent, serve_commands
-from zenmon.tools.runner import IMPLEMENTATIONS, RunContext, Scenario, format_table
+from zenmon.tools.runner import (
+    IMPLEMENTATIONS,
+    Report,
+    RunContext,
+    Scenario,
+    Setup,
+    format_table,
+    json_safe,
+)
 from zenmon.tools.runner import run as run_scenarios
-from zenmon.tools.stats import label_n, percentile, settled_rss
+from zenmon.tools.stats import environment, label_n, load_average, percentile, settled_rss
 
 __all__ = [
     "SCENARIO_SPECS",
     "arm_subscribe",
     "Child",
+    "Context",
     "Remote",
     "build_remote",
     "main",
@@ -112,6 +128,52 @@ FAST: dict[str, Any] = {
 HEARTBEAT: dict[str, Any] = {"heartbeat_interval": 100, "heartbeat_timeout": 500}
 #: The naive nodes while subscribing (see the module docstring).
 NAIVE_PATIENT: dict[str, Any] = {"heartbeat_interval": 100, "heartbeat_timeout": 60_000}
+
+
+# --------------------------------------------------------------------------
+# What each scenario's zenmon nodes are given: (watching node, remote node).
+# With --defaults (ctx.defaults) nothing, but what the scenario is about.
+# --------------------------------------------------------------------------
+
+NodeSettings = tuple[dict[str, Any], dict[str, Any]]
+
+
+def _defaults(ctx: Any) -> bool:
+    return bool(getattr(ctx, "defaults", False))
+
+
+def fast_settings(ctx: Any) -> NodeSettings:
+    """(a), (b), (e): :data:`FAST` on both nodes."""
+    return ({}, {}) if _defaults(ctx) else (dict(FAST), dict(FAST))
+
+
+def sigkill_settings(ctx: Any) -> NodeSettings:
+    """(c): :data:`FAST` and :data:`HEARTBEAT` on both nodes."""
+    return ({}, {}) if _defaults(ctx) else ({**FAST, **HEARTBEAT}, {**FAST, **HEARTBEAT})
+
+
+def storm_settings(ctx: Any, mode: str) -> NodeSettings:
+    """(f): the watching node's ``dispatch_mode``, defaults otherwise (in both runs)."""
+    return {"dispatch_mode": mode}, {}
+
+
+def nodedown_storm_settings(ctx: Any, mode: str) -> NodeSettings:
+    """(g): the watching node's ``dispatch_mode``, :data:`HEARTBEAT` on both nodes."""
+    if _defaults(ctx):
+        return {"dispatch_mode": mode}, {}
+    return {"dispatch_mode": mode, **HEARTBEAT}, dict(HEARTBEAT)
+
+
+def _setup(settings: NodeSettings, n: int, watchers: int, os_processes: int = 2,
+           **details: Any) -> Setup:
+    watching, remote = settings
+    return Setup(n, {"watching": watching, "remote": remote},
+                 {"watchers": watchers, "remote_processes": n,
+                  "os_processes": os_processes, **details})
+
+
+def _storm_n(ctx: Any) -> int:
+    return int(getattr(ctx, "storm_n", STORM_N))
 
 
 def _log(ctx: Any, text: str) -> None:
@@ -486,11 +548,19 @@ def _take_kept(ctx: Any, impl: str) -> Remote | None:
     return kept
 
 
+def _build(impl: str, n: int, settings: NodeSettings, watchers: int = WATCHERS) -> Remote:
+    """``build_remote`` with the scenario's zenmon settings (the naive nodes: their own)."""
+    if impl != "zenmon":
+        return build_remote(impl, n, watchers)
+    watching, remote = settings
+    return build_remote(impl, n, watchers, node_settings=watching, child_settings=remote)
+
+
 def scenario_subscribe(ctx: Any, impl: str) -> dict[str, float]:
     """(a) + (d): N remote monitors, first monitor() -> all subscribed at the remote."""
     _drop_kept(ctx)
     _log(ctx, f"{impl}: remote node with {ctx.n:,} processes")
-    remote = build_remote(impl, ctx.n)
+    remote = _build(impl, ctx.n, fast_settings(ctx))
     try:
         gc.collect()
         bytes0, messages0 = _wire(impl, remote.node)
@@ -516,11 +586,12 @@ def scenario_subscribe(ctx: Any, impl: str) -> dict[str, float]:
 
 
 def scenario_fanout(ctx: Any, impl: str) -> dict[str, float]:
-    """(b) + (d): N remote deaths -> N DOWNs received, throttle lifted."""
+    """(b) + (d): N remote deaths -> N DOWNs received, throttle lifted (unless
+    ``--defaults``)."""
     remote = _take_kept(ctx, impl)
     if remote is None:
         _log(ctx, f"{impl}: remote node with {ctx.n:,} processes, subscribing (untimed)")
-        remote = build_remote(impl, ctx.n)
+        remote = _build(impl, ctx.n, fast_settings(ctx))
         subscribe(remote)
     try:
         gc.collect()
@@ -546,20 +617,18 @@ def scenario_fanout(ctx: Any, impl: str) -> dict[str, float]:
 
 
 def scenario_sigkill(ctx: Any, impl: str) -> dict[str, float]:
-    """(c) The remote node is SIGKILLed with N monitors on it: N nodedown DOWNs."""
+    """(c) The remote node is SIGKILLed with N monitors on it: N nodedown DOWNs
+    (zenmon: heartbeats 100/500 ms on both nodes, unless ``--defaults``)."""
     _drop_kept(ctx)
-    if impl == "zenmon":
-        settings = {**FAST, **HEARTBEAT}
-        remote = build_remote(impl, ctx.n, node_settings=settings)
-    else:
-        remote = build_remote(impl, ctx.n)
+    remote = _build(impl, ctx.n, sigkill_settings(ctx))
     try:
         _log(ctx, f"{impl}: subscribing {remote.n:,} remote monitors (untimed)")
         subscribe_all(remote, impl)
         # Collect first: a full collection of this heap holds the GIL long enough
         # (~0.5 s with the naive 1M-entry tables) to read as a 500 ms heartbeat loss.
         gc.collect()
-        remote.node.configure(**HEARTBEAT)   # naive: from the patient setup to 100/500 ms
+        if impl != "zenmon":
+            remote.node.configure(**HEARTBEAT)   # from the patient setup to 100/500 ms
         time.sleep(0.5)                       # a few heartbeats: the link is quiet and alive
         n = remote.n
         live = _references(impl, remote.node)
@@ -597,14 +666,19 @@ def scenario_sigkill(ctx: Any, impl: str) -> dict[str, float]:
     return figures
 
 
-def measure_remote_memory(impl: str, n: int, watchers: int = WATCHERS) -> dict[str, float]:
+def measure_remote_memory(impl: str, n: int, watchers: int = WATCHERS,
+                          settings: dict[str, Any] | None = None) -> dict[str, float]:
     """(e) Bytes per monitor (watching node) and per subscription (remote node) at ``n``.
 
     Two fresh subprocesses per measurement: the remote node (N processes, then its
     baseline), and the watching node (watchers and N pid objects, then its
     baseline); then N monitors, wait until all are subscribed, read both RSS.
+    ``settings``: zenmon's, on both nodes (default :data:`FAST`).
     """
-    node_settings = dict(FAST) if impl == "zenmon" else dict(NAIVE_PATIENT)
+    if impl != "zenmon":
+        node_settings = dict(NAIVE_PATIENT)
+    else:
+        node_settings = dict(FAST) if settings is None else dict(settings)
     target = Child(impl, node_settings)
     watcher: Child | None = None
     try:
@@ -640,7 +714,7 @@ def scenario_memory(ctx: Any, impl: str) -> dict[str, float]:
     """(e) RSS per remote monitor on both nodes, fresh subprocesses."""
     _drop_kept(ctx)
     _log(ctx, f"{impl}: memory at {ctx.n:,} remote monitors (2 fresh subprocesses)")
-    result = measure_remote_memory(impl, ctx.n)
+    result = measure_remote_memory(impl, ctx.n, settings=fast_settings(ctx)[0])
     n = label_n(ctx.n)
     return {
         f"watching node @{n}, B/monitor": result["watching"],
@@ -672,17 +746,16 @@ def _work_sender(watcher: Any, stop: threading.Event,
 
 
 def storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
-          period: float = WORK_PERIOD, down_cost_us: float = 0.0) -> StormResult:
+          period: float = WORK_PERIOD, down_cost_us: float = 0.0,
+          settings: NodeSettings | None = None) -> StormResult:
     """(f) One watcher, ``n`` remote monitors; all targets exit while work messages flow.
 
     ``down_cost_us``: CPU the watcher spends on each DOWN (a busy loop), 0 by default.
+    ``settings``: zenmon's (watching node, remote node); default :func:`storm_settings`.
     """
     down_cost = down_cost_us / 1e6
-    if impl == "zenmon":
-        settings: dict[str, Any] = {"dispatch_mode": mode}
-        remote = build_remote(impl, n, watchers=1, node_settings=settings, child_settings={})
-    else:
-        remote = build_remote(impl, n, watchers=1)
+    remote = _build(impl, n, storm_settings(None, mode) if settings is None else settings,
+                    watchers=1)
     try:
         subscribe_all(remote, impl, timeout=120.0)
         watcher = remote.watchers[0]
@@ -738,20 +811,22 @@ def _wait_figures(waits_ms: Sequence[float]) -> dict[str, float]:
 def _storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
     def scenario_storm(ctx: Any, impl: str) -> dict[str, float]:
         _drop_kept(ctx)
+        n = _storm_n(ctx)
         side = f"{impl} ({mode})" if impl == "zenmon" else impl
-        _log(ctx, f"{side}: {STORM_N:,}-DOWN storm on one watcher, a work message every 1 ms"
+        _log(ctx, f"{side}: {n:,}-DOWN storm on one watcher, a work message every 1 ms"
                   + (f", {DOWN_COST_US:g} µs of work per DOWN" if DOWN_COST_US else ""))
-        result = storm(impl, STORM_N, mode, down_cost_us=DOWN_COST_US)
+        result = storm(impl, n, mode, down_cost_us=DOWN_COST_US,
+                       settings=storm_settings(ctx, mode))
         figures = {
             **_wait_figures(result.waits_ms),
-            f"storm: kill -> last of {label_n(STORM_N)} DOWNs, s": result.storm_s,
+            f"storm: kill -> last of {label_n(n)} DOWNs, s": result.storm_s,
         }
         _missing(figures, impl, "storm DOWNs received", result.expected, result.received)
         return figures
 
     scenario_storm.__name__ = f"scenario_storm_{mode}"
-    scenario_storm.__doc__ = (f"(f) Work-message wait during a {STORM_N:,}-DOWN remote storm; "
-                              f"zenmon dispatch_mode={mode!r}, naive alongside.")
+    scenario_storm.__doc__ = (f"(f) Work-message wait during a remote DOWN storm (default "
+                              f"{STORM_N:,}); zenmon dispatch_mode={mode!r}, naive alongside.")
     return scenario_storm
 
 
@@ -767,24 +842,24 @@ class NodedownStormResult:
 
 def nodedown_storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
                    period: float = WORK_PERIOD,
-                   down_cost_us: float = 0.0) -> NodedownStormResult:
+                   down_cost_us: float = 0.0,
+                   settings: NodeSettings | None = None) -> NodedownStormResult:
     """(g) One watcher, ``n`` monitors on a remote node that is SIGKILLed while work
     messages flow: the watching node fires ``n`` ``nodedown`` DOWNs after its
     heartbeat timeout (100 ms / 500 ms). The watcher's receive loop runs in its own
     thread; a work message's wait counts when it was sent between the first and the
-    last DOWN received.
+    last DOWN received. ``settings``: zenmon's (watching node, remote node); default
+    :func:`nodedown_storm_settings`.
     """
     down_cost = down_cost_us / 1e6
-    if impl == "zenmon":
-        settings: dict[str, Any] = {"dispatch_mode": mode, **HEARTBEAT}
-        remote = build_remote(impl, n, watchers=1, node_settings=settings,
-                              child_settings=dict(HEARTBEAT))
-    else:
-        remote = build_remote(impl, n, watchers=1)
+    if settings is None:
+        settings = nodedown_storm_settings(None, mode)
+    remote = _build(impl, n, settings, watchers=1)
     try:
         subscribe_all(remote, impl, timeout=120.0)
         gc.collect()     # see scenario_sigkill: a long collection reads as a heartbeat loss
-        remote.node.configure(**HEARTBEAT)   # naive: from the patient setup to 100/500 ms
+        if impl != "zenmon":
+            remote.node.configure(**HEARTBEAT)   # from the patient setup to 100/500 ms
         time.sleep(0.5)
         live = _references(impl, remote.node)
         if live != n:
@@ -853,15 +928,17 @@ def nodedown_storm(impl: str, n: int = STORM_N, mode: str = "token_bucket",
 def _nodedown_storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]]:
     def scenario_nodedown_storm(ctx: Any, impl: str) -> dict[str, float]:
         _drop_kept(ctx)
+        n = _storm_n(ctx)
         side = f"{impl} ({mode})" if impl == "zenmon" else impl
-        _log(ctx, f"{side}: SIGKILL of a remote node with {STORM_N:,} monitors of one "
+        _log(ctx, f"{side}: SIGKILL of a remote node with {n:,} monitors of one "
                   "watcher, a work message every 1 ms"
                   + (f", {DOWN_COST_US:g} µs of work per DOWN" if DOWN_COST_US else ""))
-        result = nodedown_storm(impl, STORM_N, mode, down_cost_us=DOWN_COST_US)
+        result = nodedown_storm(impl, n, mode, down_cost_us=DOWN_COST_US,
+                                settings=nodedown_storm_settings(ctx, mode))
         rate = result.received / result.span_s if result.span_s > 0 else float("nan")
         figures = {
             **_wait_figures(result.waits_ms),
-            f"storm: first -> last of {label_n(STORM_N)} DOWNs, s": result.span_s,
+            f"storm: first -> last of {label_n(n)} DOWNs, s": result.span_s,
             "storm drain rate, DOWNs/s": rate,
             "vs 10,000/s, x": rate / 10_000,
         }
@@ -871,25 +948,52 @@ def _nodedown_storm_scenario(mode: str) -> Callable[[Any, str], dict[str, float]
 
     scenario_nodedown_storm.__name__ = f"scenario_nodedown_storm_{mode}"
     scenario_nodedown_storm.__doc__ = (
-        f"(g) Work-message wait during a {STORM_N:,}-DOWN nodedown storm (remote node "
-        f"SIGKILLed); zenmon dispatch_mode={mode!r}, naive alongside.")
+        f"(g) Work-message wait during a nodedown storm (default {STORM_N:,} DOWNs, remote "
+        f"node SIGKILLed); zenmon dispatch_mode={mode!r}, naive alongside.")
     return scenario_nodedown_storm
 
 
-#: ``(name, fn, implementations, repeatable)``: the arguments of ``zenmon.tools.runner.Scenario``,
-#: in the order they must run ((b) consumes what (a) set up).
-SCENARIO_SPECS: list[tuple[str, Callable[[Any, str], dict[str, float]], tuple[str, ...], bool]] = [
-    ("remote subscribe", scenario_subscribe, IMPLEMENTATIONS, True),
-    ("remote DOWN fan-out, unlimited", scenario_fanout, IMPLEMENTATIONS, True),
-    ("remote node SIGKILL", scenario_sigkill, IMPLEMENTATIONS, True),
-    ("remote memory", scenario_memory, IMPLEMENTATIONS, False),
-    ("remote 100k-DOWN storm, token_bucket", _storm_scenario("token_bucket"),
-     IMPLEMENTATIONS, False),
-    ("remote 100k-DOWN storm, adaptive", _storm_scenario("adaptive"), IMPLEMENTATIONS, False),
+def _subscribe_setup(ctx: Any) -> Setup:
+    watchers = max(1, min(WATCHERS, ctx.n))
+    return _setup(fast_settings(ctx), ctx.n // watchers * watchers, watchers)
+
+
+def _sigkill_setup(ctx: Any) -> Setup:
+    watchers = max(1, min(WATCHERS, ctx.n))
+    return _setup(sigkill_settings(ctx), ctx.n // watchers * watchers, watchers)
+
+
+def _memory_setup(ctx: Any) -> Setup:
+    watchers = max(1, min(WATCHERS, ctx.n))
+    return _setup(fast_settings(ctx), ctx.n // watchers * watchers, watchers, os_processes=3)
+
+
+def _storm_setup(settings: Callable[[Any, str], NodeSettings],
+                 mode: str) -> Callable[[Any], Setup]:
+    def setup(ctx: Any) -> Setup:
+        return _setup(settings(ctx, mode), _storm_n(ctx), 1,
+                      work_period_ms=WORK_PERIOD * 1000, down_cost_us=DOWN_COST_US)
+
+    return setup
+
+
+#: ``(name, fn, implementations, repeatable, setup)``: the arguments of
+#: ``zenmon.tools.runner.Scenario``, in the order they must run ((b) consumes what
+#: (a) set up).
+SCENARIO_SPECS: list[tuple[str, Callable[[Any, str], dict[str, float]], tuple[str, ...], bool,
+                           Callable[[Any], Setup]]] = [
+    ("remote subscribe", scenario_subscribe, IMPLEMENTATIONS, True, _subscribe_setup),
+    ("remote DOWN fan-out", scenario_fanout, IMPLEMENTATIONS, True, _subscribe_setup),
+    ("remote node SIGKILL", scenario_sigkill, IMPLEMENTATIONS, True, _sigkill_setup),
+    ("remote memory", scenario_memory, IMPLEMENTATIONS, False, _memory_setup),
+    ("remote DOWN storm, token_bucket", _storm_scenario("token_bucket"), IMPLEMENTATIONS,
+     True, _storm_setup(storm_settings, "token_bucket")),
+    ("remote DOWN storm, adaptive", _storm_scenario("adaptive"), IMPLEMENTATIONS, True,
+     _storm_setup(storm_settings, "adaptive")),
     ("remote nodedown storm, token_bucket", _nodedown_storm_scenario("token_bucket"),
-     IMPLEMENTATIONS, False),
+     IMPLEMENTATIONS, True, _storm_setup(nodedown_storm_settings, "token_bucket")),
     ("remote nodedown storm, adaptive", _nodedown_storm_scenario("adaptive"),
-     IMPLEMENTATIONS, False),
+     IMPLEMENTATIONS, True, _storm_setup(nodedown_storm_settings, "adaptive")),
 ]
 
 
@@ -898,36 +1002,27 @@ SCENARIO_SPECS: list[tuple[str, Callable[[Any, str], dict[str, float]], tuple[st
 # --------------------------------------------------------------------------
 
 
-def _context(n: int, quick: bool, verbose: bool = True) -> RunContext:
-    return RunContext(n=n, quick=quick, verbose=verbose)
+@dataclass
+class Context(RunContext):
+    """What one remote run shares: its size and options (``storm_n``: DOWNs per storm)."""
+
+    storm_n: int = STORM_N
 
 
 def run(quick: bool = False, n: int | None = None, only: Sequence[str] | None = None,
-        repeat: int = 1, verbose: bool = True) -> list[dict[str, Any]]:
-    """Run the remote scenarios for both implementations. -> rows
-    ``{"scenario", "unit", "zenmon", "naive", "ratio"}`` (ratio = naive / zenmon;
-    ``unit`` is the figure's label, which ends with its unit)."""
+        repeat: int = 1, verbose: bool = True, defaults: bool = False,
+        storm_n: int = STORM_N) -> Report:
+    """Run the remote scenarios for both implementations (``repeat`` times the
+    repeatable ones). -> :class:`zenmon.tools.runner.Report`: each figure's median,
+    worst and runs, and each scenario's settings record."""
     specs = [spec for spec in SCENARIO_SPECS
              if not only or any(word in spec[0] for word in only)]
-    ctx = _context(n or (QUICK_N if quick else FULL_N), quick, verbose)
+    ctx = Context(n=n or (QUICK_N if quick else FULL_N), quick=quick, verbose=verbose,
+                  defaults=defaults, storm_n=storm_n)
     try:
-        table = run_scenarios(ctx, [Scenario(*spec) for spec in specs], IMPLEMENTATIONS, repeat)
+        return run_scenarios(ctx, [Scenario(*spec) for spec in specs], IMPLEMENTATIONS, repeat)
     finally:
         _drop_kept(ctx)
-    rows = []
-    for name, labels in table.items():
-        for label, row in labels.items():
-            rows.append({"scenario": name, "unit": label, "zenmon": row.get("zenmon"),
-                         "naive": row.get("naive"), "ratio": row.get("ratio")})
-    return rows
-
-
-def _table(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | None]]]:
-    table: dict[str, dict[str, dict[str, float | None]]] = {}
-    for row in rows:
-        table.setdefault(row["scenario"], {})[row["unit"]] = {
-            "zenmon": row["zenmon"], "naive": row["naive"], "ratio": row["ratio"]}
-    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -936,15 +1031,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m zenmon.tools.bench_remote",
         description="Remote-monitor figures of zenmon against a naive one-message-per-monitor "
                     "baseline over the same transport, measured in the same run. Lower is "
-                    "better; ratio = naive / zenmon.")
+                    "better (rates: higher); ratio = naive / zenmon. With --repeat K each "
+                    "figure is the median of K runs, next to the worst. Under each scenario "
+                    "a 'settings:' line gives N and what its zenmon nodes were given that "
+                    "differs from zenmon.Config's defaults; --json records them in full.")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_N:,} remote monitors instead of {FULL_N:,}")
-    parser.add_argument("--json", metavar="FILE", help="also write the rows to FILE as JSON")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
     parser.add_argument("--n", type=int, default=None, help="remote monitors (overrides --quick)")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only scenarios whose name contains NAME (repeatable)")
     parser.add_argument("--repeat", type=int, default=1, metavar="K",
-                        help="repeat the timing scenarios K times, keep each figure's best")
+                        help="run each scenario but the memory one K times (alternating which "
+                             "side goes first) and report each figure's median and worst of "
+                             "the K runs (JSON: also every run's value); default 1")
+    parser.add_argument("--defaults", action="store_true",
+                        help="zenmon's nodes with the library's default settings (token "
+                             "bucket at 10,000 DOWNs/s, 100 ms sweeps of 5000, 200/1000 ms "
+                             "heartbeats) instead of the fast ones; the storms keep their "
+                             "dispatch_mode. 1M then takes 20 s to subscribe and 100 s to "
+                             "fan out")
+    parser.add_argument("--storm-n", type=int, default=STORM_N, metavar="N",
+                        help=f"DOWNs in each storm (default {STORM_N:,})")
     parser.add_argument("--down-cost-us", type=float, default=None, metavar="US",
                         help="CPU the storm's watcher spends on each DOWN, in microseconds "
                              "(default 0; also ZENMON_BENCH_DOWN_COST_US)")
@@ -956,29 +1064,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.serve:
         return serve(args.impl, json.loads(args.settings))
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     global DOWN_COST_US
     if args.down_cost_us is not None:
         DOWN_COST_US = args.down_cost_us
     n = args.n or (QUICK_N if args.quick else FULL_N)
-    load0 = os.getloadavg()[0]
+    load0 = load_average()
     started = time.perf_counter()
-    rows = run(args.quick, n, args.only, args.repeat, verbose=not args.quiet)
+    report = run(args.quick, n, args.only, args.repeat, verbose=not args.quiet,
+                 defaults=args.defaults, storm_n=args.storm_n)
     elapsed = time.perf_counter() - started
-    load1 = os.getloadavg()[0]
-    print(f"zenmon bench (remote): n={n:,}, storm={STORM_N:,} (DOWN cost {DOWN_COST_US:g} µs), "
-          f"best of {args.repeat}, "
+    load1 = load_average()
+    runs = "one run" if args.repeat == 1 else f"median and worst of {args.repeat} runs"
+    print(f"zenmon bench (remote): n={n:,}, storm={args.storm_n:,} (DOWN cost "
+          f"{DOWN_COST_US:g} µs), {runs}, "
           f"lower is better, ratio = naive / zenmon (>1: zenmon better); {elapsed:.1f} s, "
           f"load average {load0:.2f} -> {load1:.2f} on {os.cpu_count()} CPUs")
-    print(format_table(_table(rows)))
+    print(format_table(report.table, report.settings))
     if args.json:
+        document = {
+            "n": n, "quick": args.quick, "library_defaults": args.defaults,
+            "storm": args.storm_n, "down_cost_us": DOWN_COST_US, "repeat": args.repeat,
+            "aggregate": "median and worst of the runs; runs: every run's value",
+            "elapsed_s": elapsed, "load_average": [load0, load1],
+            "environment": environment(), "scenarios": report.scenarios(),
+        }
         with open(args.json, "w") as out:
-            json.dump({"n": n, "quick": args.quick, "storm": STORM_N,
-                       "down_cost_us": DOWN_COST_US, "elapsed_s": elapsed,
-                       "load_average": [load0, load1], "rows": rows}, out, indent=2)
+            json.dump(json_safe(document), out, indent=2)
             out.write("\n")
-    return 1 if any(row["unit"] in ("DOWNs missing", "subscriptions missing")
-                    for row in rows) else 0
+    return 1 if report.missing else 0
 
 
 if __name__ == "__main__":
