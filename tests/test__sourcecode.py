@@ -224,13 +224,6 @@ def test_build_has_no_packaging_warnings(built: Built) -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(strict=True, reason=(
-    "warnings from the core's own code, left to its owners (issue 8): Cython: "
-    "Pid.parse (_pid.pxi) slices text[1:-1] under wraparound=False; two "
-    "critical_section blocks (_core.pyx, near the connector-queue and batcher clears) "
-    "access Python attributes; gcc -Wsign-compare: the uint32_t result of "
-    "monitor_alloc() (except -1) compared with -1 where monitor() and the bulk "
-    "monitor call it"))
 def test_build_has_no_compiler_warnings(built: Built) -> None:
     _, compiler = warnings_in(built.output)
     assert not compiler, "the build of _core warned:\n" + "\n".join(compiler[:40])

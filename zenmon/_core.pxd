@@ -82,6 +82,7 @@ cdef class IdQueue:
     cdef size_t capacity, head, length
     cdef int push(self, uint64_t value) except -1
     cdef bytes take_bytes(self, size_t max_n)
+    cpdef void clear(self) noexcept
 
 
 cdef class DeathQueue:
@@ -97,6 +98,7 @@ cdef class Batcher:
     cdef size_t capacity, head, length
     cdef readonly uint64_t enqueued
     cdef int push(self, uint64_t peer_key, object reason) except -1
+    cpdef void clear(self) noexcept
 
 
 cdef class Core:
@@ -146,12 +148,12 @@ cdef class Core:
     cdef uint32_t links_live
     cdef readonly uint64_t n_link, n_unlink, n_link_signal
 
-    cdef uint32_t monitor_alloc(self) except? NIL
+    cdef uint32_t monitor_alloc(self) except? <uint32_t>NIL
     cdef uint64_t add_monitor(self, uint64_t subscriber, uint32_t conn, uint64_t key,
                               bint by_name) except? 2
     cdef void monitor_free(self, uint32_t slot) noexcept
     cdef uint32_t target_find(self, uint32_t conn, uint64_t key) noexcept
-    cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? NIL
+    cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? <uint32_t>NIL
     cdef void target_remove(self, uint32_t t) noexcept
     cdef int target_index_grow(self) except -1
     cdef void unlink_from_target(self, uint32_t m) noexcept

@@ -35,6 +35,12 @@ cdef extern from "Python.h":
     void PyTuple_SET_ITEM(object tup, Py_ssize_t pos, object item)
 
 
+# Unbound deque methods, called as functions: inside a critical section a call to a
+# held object is fine, but Python attribute lookups are not (Cython warns about them).
+cdef object deque_popleft = deque.popleft
+cdef object deque_clear = deque.clear
+
+
 cdef inline object new_down(object down_type, object ref, object pid, object reason):
     """A Down (a tuple subclass) built in one allocation, as tuple_subtype_new does.
 
@@ -214,7 +220,7 @@ cdef class Core:
 
     # ------------------------------------------------------------------ slabs
 
-    cdef uint32_t monitor_alloc(self) except? NIL:
+    cdef uint32_t monitor_alloc(self) except? <uint32_t>NIL:
         cdef uint32_t m
         if self.monitors_free != NIL:
             m = self.monitors_free
@@ -276,7 +282,7 @@ cdef class Core:
         self.target_index_mask = size - 1
         return 0
 
-    cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? NIL:
+    cdef uint32_t target_add(self, uint32_t conn, uint64_t key) except? <uint32_t>NIL:
         cdef uint32_t t
         cdef uint64_t i
         if (<uint64_t>self.targets_live + 1) * 2 > self.target_index_mask + 1:
@@ -603,8 +609,8 @@ cdef class Core:
 
         Returns NO_SUBSCRIBER when the subscriber is dead, TARGET_DEAD when a local
         target (conn 0) is not alive and CONNECTOR_CLOSED when connector `conn` was
-        closed (the caller asks the node for the current one); a first monitor of a remote target queues a
-        subscribe on its connector.
+        closed (the caller asks the node for the current one); a first monitor of a
+        remote target queues a subscribe on its connector.
         """
         with cython.critical_section(self):
             return self.add_monitor(subscriber, conn, key, by_name)
@@ -940,7 +946,7 @@ cdef class Core:
                 > self.subscription_index_mask + 1):
             self.subscription_index_grow()
         if peer >= self.peer_heads_cap:
-            cap = max(<uint64_t>peer + 1, <uint64_t>self.peer_heads_cap * 2, 16)
+            cap = max(<uint64_t>peer + 1, <uint64_t>self.peer_heads_cap * 2, <uint64_t>16)
             grown = <uint32_t *>PyMem_Realloc(self.peer_heads, cap * sizeof(uint32_t))
             if grown is NULL:
                 raise MemoryError()

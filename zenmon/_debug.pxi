@@ -20,7 +20,7 @@ cdef int fail(str what) except -1:
 
 
 cdef uint32_t free_list_length(void *records, size_t size, size_t link_offset,
-                               uint32_t head, uint32_t top) except? NIL:
+                               uint32_t head, uint32_t top) except? <uint32_t>NIL:
     """Walk a slab's free list (its link at `link_offset` in each record)."""
     cdef uint32_t n = 0, i = head
     while i != NIL:

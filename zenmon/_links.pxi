@@ -354,7 +354,7 @@ def connector_take_links(Core self, uint32_t conn, size_t max_ops):
         for i in range(n):
             if le64toh(words[3 * i]) == EXIT_OP:
                 words[3 * i] = htole64(EXIT_OP | (<uint64_t>len(reasons) << 32))
-                reasons.append(pending.popleft())
+                reasons.append(deque_popleft(pending))
         return ops, reasons
 
 
@@ -368,7 +368,7 @@ def connector_link_pending(Core self, uint32_t conn):
 cdef int links_clear(Core self, uint32_t conn) except -1:
     if conn < len(self.link_queues) and self.link_queues[conn] is not None:
         (<IdQueue>self.link_queues[conn]).clear()
-        (<object>self.link_reasons[conn]).clear()
+        deque_clear(self.link_reasons[conn])
     return 0
 
 

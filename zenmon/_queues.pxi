@@ -57,7 +57,7 @@ cdef class IdQueue:
         self.length -= n
         return out
 
-    def clear(self):
+    cpdef void clear(self) noexcept:
         self.head = self.length = 0
 
 
@@ -173,7 +173,7 @@ cdef class Batcher:
         self.length -= n
         return keys, reasons, indexes
 
-    def clear(self):
+    cpdef void clear(self) noexcept:
         """Drop every queued certificate."""
         cdef size_t i
         for i in range(self.length):

@@ -45,7 +45,13 @@ from zmq.utils.monitor import parse_monitor_message
 from . import _core
 from . import protocol as p
 from ._core import (
-    CONNECTOR_CLOSED, NAME_KEY_FLAG, NO_SUBSCRIBER, TARGET_DEAD, UNSUBSCRIBE_FLAG, Pid)
+    CONNECTOR_CLOSED,
+    NAME_KEY_FLAG,
+    NO_SUBSCRIBER,
+    TARGET_DEAD,
+    UNSUBSCRIBE_FLAG,
+    Pid,
+)
 from .codec import CodecError, decode_reasons, encode_reasons
 from .curve import split_address
 from .errors import ProcessExited
