@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Python trees that ruff checks (those that exist).
 RUFF_PATHS = ("zenmon", "tests", "bench", "ci", "examples", "docs", "fuzz")
 # Cython sources that cython-lint checks.
-CYTHON_GLOBS = ("zenmon/*.pyx", "zenmon/*.pxd", "zenmon/*.pxi")
+CYTHON_GLOBS = ("zenmon/*.pyx", "zenmon/*.pxd", "zenmon/_cy/*.pxi")
 MAX_LINE_LENGTH = "100"  # also line-length in ruff.toml
 
 
@@ -211,7 +211,7 @@ def test_the_warning_sorter() -> None:
     packaging, compiler = warnings_in(
         "warning: no files found matching '*.h' under directory 'zenmon'\n"
         "SetuptoolsDeprecationWarning: License classifiers are deprecated.\n"
-        "warning: zenmon/_pid.pxi:69:32: the result of using negative indices\n"
+        "warning: zenmon/_cy/pid.pxi:69:32: the result of using negative indices\n"
         "zenmon/_core.c:1:2: warning: comparison of integer expressions\n"
         "all fine\n")
     assert len(packaging) == 2 and len(compiler) == 2

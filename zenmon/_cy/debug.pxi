@@ -63,7 +63,7 @@ cdef int check_core(Core core) except -1:
         targets_used += 1
         if core.targets[t].head == NIL:
             fail(f"target {t} is in use with no monitor")
-        if core.target_find(core.targets[t].conn, core.targets[t].key) != t:
+        if target_find(core, core.targets[t].conn, core.targets[t].key) != t:
             fail(f"target {t} is not found by its index")
         m = core.targets[t].head
         while m != NIL:
@@ -131,7 +131,7 @@ cdef int check_core(Core core) except -1:
             fail(f"parked queue for slot {slot} whose process is not marked parked")
     if parked != core.parked_total:
         fail(f"parked_total {core.parked_total} but {parked} parked entries")
-    check_links(core)                   # _links.pxi
+    check_links(core)                   # links.pxi
     return 0
 
 
@@ -147,7 +147,7 @@ cdef int check_subscriptions(Core core) except -1:
         n += 1
         if sub.peer_key & NAME_KEY:
             named += 1
-        if core.subscription_find(sub.peer, sub.peer_key) != q:
+        if subscription_find(core, sub.peer, sub.peer_key) != q:
             fail(f"subscription {q} is not found by its (peer, key)")
         if not core.processes[sub.slot].alive:
             fail(f"subscription {q} on a dead process slot {sub.slot}")
