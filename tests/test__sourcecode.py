@@ -262,7 +262,7 @@ def test_sdist_and_wheel(built: Built) -> None:
         assert name in sdist_names, f"{name} missing from {sdist.name}"
     cython_in_tree = {
         str(p.relative_to(source))
-        for pattern in (*CYTHON_GLOBS, "zenmon/*.h", "zenmon/*.pyi")
+        for pattern in (*CYTHON_GLOBS, "zenmon/*.h", "zenmon/_cy/*.h", "zenmon/*.pyi")
         for p in source.glob(pattern)
     }
     missing = sorted(cython_in_tree - sdist_names)

@@ -36,38 +36,46 @@ cdef enum:
     RESULT_CONNECTOR_CLOSED = 3
 
 
-ctypedef struct MonitorRecord:
-    uint32_t gen              # bumped on free: a ref is (gen << 32 | slot)
-    uint32_t subscriber       # process slot of the watcher
-    uint32_t target           # target slot while LIVE
-    uint32_t t_prev
-    uint32_t t_next
-    uint32_t s_prev
-    uint32_t s_next
-    uint32_t flags            # state | FLAG_BY_NAME
+# The slabs' records, defined in _cy/records.h: a field with two meanings (in use /
+# free, or live / fired for a link record) is an anonymous union there, each meaning
+# under its own name here, and the record is no larger than its in-use fields.
+cdef extern from "_cy/records.h":
+    ctypedef struct MonitorRecord:
+        uint32_t gen              # bumped on free: a ref is (gen << 32 | slot)
+        uint32_t subscriber       # process slot of the watcher
+        uint32_t target           # LIVE: target slot
+        uint32_t t_prev           # LIVE: the target's list
+        uint32_t t_next
+        uint32_t other_conn       # FIRED link record: the other end (same word as target)
+        uint32_t other_key_high   # ... its key, high half (same word as t_prev)
+        uint32_t other_key_low    # ... its key, low half (same word as t_next)
+        uint32_t next_free        # FREE: next free record (same word as t_next)
+        uint32_t s_prev           # the watcher's own list
+        uint32_t s_next
+        uint32_t flags            # state | FLAG_BY_NAME | FLAG_LINK
 
+    ctypedef struct TargetRecord:
+        uint64_t key              # pid id (local or remote) or remote name key
+        uint32_t conn             # 0: this node; n: connector n; NIL: free
+        uint32_t head             # in use: first monitor record
+        uint32_t next_free        # free: next free record (same word as head)
 
-ctypedef struct TargetRecord:
-    uint64_t key              # pid id (local or remote) or remote name key
-    uint32_t conn             # 0: this node; n: connector n
-    uint32_t head             # first monitor record, NIL when free (then: next free)
+    ctypedef struct ProcessRecord:
+        uint32_t gen              # a pid id is (gen << 32 | slot)
+        uint32_t alive            # PROCESS_ALIVE | PROCESS_BULK | ..., 0 once dead
+        uint32_t watch_head       # monitors this process holds (as subscriber)
+        uint32_t proxy_head       # alive: subscriptions of remote peers on this process
+        uint32_t next_free        # dead: next free slot (same word as proxy_head)
 
-
-ctypedef struct ProcessRecord:
-    uint32_t gen              # a pid id is (gen << 32 | slot)
-    uint32_t alive            # PROCESS_ALIVE | PROCESS_BULK, 0 once dead
-    uint32_t watch_head       # monitors this process holds (as subscriber)
-    uint32_t proxy_head       # subscriptions of remote peers on this process
-
-
-ctypedef struct SubscriptionRecord:
-    uint64_t peer_key         # the key the peer used: pid id or its name key
-    uint32_t peer             # peer index; NIL when free
-    uint32_t next             # next subscription on the same process (or next free)
-    uint32_t prev             # previous subscription on the same process (NIL: first)
-    uint32_t slot             # the process slot it is on
-    uint32_t peer_prev        # the peer's own list (drop_peer walks only its own)
-    uint32_t peer_next
+    ctypedef struct SubscriptionRecord:
+        uint64_t peer_key         # the key the peer used: pid id or its name key
+        uint32_t peer             # peer index; NIL when free
+        uint32_t next             # in use: next subscription on the same process
+        uint32_t next_free        # free: next free record (same word as next)
+        uint32_t prev             # previous subscription on the same process (NIL: first)
+        uint32_t slot             # the process slot it is on
+        uint32_t peer_prev        # the peer's own list (drop_peer walks only its own)
+        uint32_t peer_next
 
 
 ctypedef struct QueuedDown:
@@ -97,7 +105,7 @@ cdef class IdQueue:
     cpdef void clear(self) noexcept
 
 
-cdef class DeathQueue:
+cdef class DownQueue:
     cdef QueuedDown *items
     cdef size_t capacity, head, length
     cdef int push(self, uint64_t ref, object death) except -1
@@ -105,7 +113,7 @@ cdef class DeathQueue:
     cdef QueuedDown pop(self) noexcept
 
 
-cdef class Batcher:
+cdef class CertificateQueue:
     cdef DeathCertificate *items
     cdef size_t capacity, head, length
     cdef readonly uint64_t enqueued
@@ -123,8 +131,8 @@ cdef class Core:
     cdef uint64_t target_index_mask
     cdef ProcessRecord *processes
     cdef uint32_t processes_cap, processes_top, processes_free, processes_live
-    cdef list deliver              # process slot -> inbox deque
-    cdef list owners               # process slot -> its Process (for waking)
+    cdef list inboxes              # process slot -> its inbox (a deque; None: free)
+    cdef list process_objects      # process slot -> its Process ("owner": for waking)
     # connectors (_cy/connectors.pxi)
     cdef list connector_queues     # conn -> IdQueue of instructions (None: closed)
     cdef uint64_t *conn_targets     # distinct targets per connector (0: local)
@@ -141,10 +149,10 @@ cdef class Core:
     cdef uint64_t subscription_seed     # random: a peer cannot aim keys at one bucket
     cdef uint32_t *peer_heads           # peer index -> its first subscription
     cdef uint32_t peer_heads_cap
-    cdef list batchers             # peer index -> its Batcher
+    cdef list certificate_queues   # peer index -> its batcher's CertificateQueue
     # delivery (_cy/delivery.pxi)
-    cdef readonly DeathQueue downs
-    cdef dict parked               # process slot -> DeathQueue of DOWNs for a full inbox
+    cdef readonly DownQueue downs
+    cdef dict parked               # process slot -> DownQueue of DOWNs for a full inbox
     cdef Py_ssize_t parked_total
     cdef dict last_batch           # bulk process slot -> its last DownBatch (adaptive)
     cdef uint32_t *stamps          # process slot -> the tick that last touched it
@@ -160,7 +168,10 @@ cdef class Core:
     cdef uint32_t links_live
     # counters
     cdef readonly uint64_t n_monitor, n_demonitor, n_enqueue, n_connector_enqueue
-    cdef readonly uint64_t n_delivered, n_processed, n_batches, n_batcher_enqueue
+    # n_taken: entries taken off the dispatcher queues (shared or parked), whether
+    # handed to an inbox or dropped as stale (demonitored, watcher dead); read as the
+    # metric zenmon.local.dispatcher.events.delivered. n_processed: handed to inboxes.
+    cdef readonly uint64_t n_taken, n_processed, n_batches, n_batcher_enqueue
     cdef readonly uint64_t n_batch_length
     cdef readonly uint64_t n_retired      # slots whose 2**32 generations are used up
     cdef readonly uint64_t n_link, n_unlink, n_link_signal

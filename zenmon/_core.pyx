@@ -114,7 +114,7 @@ cdef class Core:
         self.target_index_mask = 0
 
     def __init__(self, down_type, batch_type=tuple):
-        self.downs = DeathQueue()
+        self.downs = DownQueue()
         self.parked = {}
         self.parked_total = 0
         self.last_batch = {}
@@ -123,9 +123,9 @@ cdef class Core:
         self.deque_append = deque.append
         self.address = ""
         self.incarnation = 0
-        self.batchers = []
-        self.deliver = []
-        self.owners = []
+        self.certificate_queues = []
+        self.inboxes = []
+        self.process_objects = []
         self.exit_type = tuple
         self.link_queues = [None]          # conn 0 is this node: no link ops
         self.link_reasons = [None]
@@ -177,14 +177,14 @@ cdef class Core:
         with cython.critical_section(self):
             slot = process_slot(self, pid_id)
             if slot != NIL:
-                self.owners[slot] = owner
+                self.process_objects[slot] = owner
 
     def owner_of(self, uint64_t pid_id):
         """The owner of live process `pid_id`, or None."""
         cdef uint32_t slot
         with cython.critical_section(self):
             slot = process_slot(self, pid_id)
-            return None if slot == NIL else self.owners[slot]
+            return None if slot == NIL else self.process_objects[slot]
 
     def set_bulk(self, uint64_t pid_id, bint bulk):
         """Deliver this process's DOWNs as one batch per dispatcher tick (or not)."""
@@ -207,8 +207,8 @@ cdef class Core:
         """Kill a process: fire monitors on it, drop its own, notify remote peers.
 
         `death` is (pid, reason, name_pid or None) shared by its DOWNs; `reason` the
-        truncated reason for the batchers. Returns the number of DOWNs queued, or -1
-        when the process was already dead.
+        truncated reason for the peers' death certificates. Returns the number of DOWNs
+        queued, or -1 when the process was already dead.
         """
         cdef uint32_t slot, t
         cdef Py_ssize_t fired = 0
@@ -391,11 +391,11 @@ cdef class Core:
     # --------------------------------------- proxy side (subscriptions.pxi)
 
     def batcher_new(self):
-        """Make a Batcher for a new peer. -> (peer index, Batcher)."""
-        cdef Batcher batcher = Batcher.__new__(Batcher)
+        """A new peer's batcher queue. -> (peer index, its CertificateQueue)."""
+        cdef CertificateQueue certificates = CertificateQueue.__new__(CertificateQueue)
         with cython.critical_section(self):
-            self.batchers.append(batcher)
-            return len(self.batchers) - 1, batcher
+            self.certificate_queues.append(certificates)
+            return len(self.certificate_queues) - 1, certificates
 
     def subscribe(self, uint32_t peer, uint64_t peer_key, uint64_t pid_id):
         """Subscribe `peer` to local process `pid_id` under its key. Idempotent.
@@ -409,8 +409,8 @@ cdef class Core:
         with cython.critical_section(self):
             return subscription_add(self, peer, peer_key, pid_id)
 
-    def subscribe_many(self, uint32_t peer, const unsigned char[::1] keys, Batcher noproc,
-                       object noproc_reason, object resolve_name=None):
+    def subscribe_many(self, uint32_t peer, const unsigned char[::1] keys,
+                       CertificateQueue noproc, object noproc_reason, object resolve_name=None):
         """Apply a packed batch of subscribe/unsubscribe instructions for `peer`, in order.
 
         A subscribe to a dead process queues a `noproc_reason` certificate on `noproc`.
@@ -543,8 +543,8 @@ cdef class Core:
                 pending += len(<IdQueue>queue)
             else:
                 closed += 1
-        for batcher in self.batchers:
-            batched += len(<Batcher>batcher)
+        for certificates in self.certificate_queues:
+            batched += len(<CertificateQueue>certificates)
         return {
             "references": self.monitors_live,
             "targets": self.targets_live,
@@ -564,7 +564,7 @@ cdef class Core:
             "enqueue": self.n_enqueue,
             "batch_length": self.n_batch_length,
             "connector_enqueue": self.n_connector_enqueue,
-            "delivered": self.n_delivered,
+            "delivered": self.n_taken,     # taken off the queue: handed over or dropped
             "processed": self.n_processed,
             "batcher_enqueue": self.n_batcher_enqueue,
             "retired_slots": self.n_retired,
@@ -581,5 +581,5 @@ cdef class Core:
                    else 0) * sizeof(uint32_t)
                 + self.peer_heads_cap * sizeof(uint32_t)
                 + self.downs.capacity * sizeof(QueuedDown)
-                + sum([(<DeathQueue>q).capacity for q in self.parked.values()])
+                + sum([(<DownQueue>q).capacity for q in self.parked.values()])
                 * sizeof(QueuedDown))

@@ -93,7 +93,7 @@ cdef Py_ssize_t serve_parked(Core self, Py_ssize_t budget, Py_ssize_t max_backlo
     cdef Py_ssize_t handed = 0, room
     cdef QueuedDown q
     cdef uint32_t s
-    cdef DeathQueue parked
+    cdef DownQueue parked
     for slot in list(self.parked):
         if handed >= budget:
             break
@@ -107,7 +107,7 @@ cdef Py_ssize_t serve_parked(Core self, Py_ssize_t budget, Py_ssize_t max_backlo
         while room > 0 and parked.length and self.parked.get(slot) is parked:
             q = parked.pop()
             self.parked_total -= 1
-            self.n_delivered += 1
+            self.n_taken += 1
             if live_subscriber(self, q.ref) == s:
                 if hand_down(self, s, q.ref, <object>q.death, batches, touched):
                     room -= 1
@@ -126,7 +126,7 @@ cdef int serve_queue(Core self, Py_ssize_t budget, Py_ssize_t handed,
     cdef Py_ssize_t looked = 0, look_limit
     cdef QueuedDown q
     cdef uint32_t s
-    cdef DeathQueue downs = self.downs
+    cdef DownQueue downs = self.downs
     look_limit = downs.length
     if max_backlog and look_limit > PARK_LOOK_LIMIT:
         look_limit = PARK_LOOK_LIMIT
@@ -141,7 +141,7 @@ cdef int serve_queue(Core self, Py_ssize_t budget, Py_ssize_t handed,
                 park(self, s, q)                     # another thread run
                 continue
             s = NIL
-        self.n_delivered += 1
+        self.n_taken += 1
         if s != NIL and hand_down(self, s, q.ref, <object>q.death, batches, touched):
             handed += 1
         Py_XDECREF(<PyObject *>q.death)
@@ -156,7 +156,7 @@ cdef Py_ssize_t room_in(Core self, uint32_t s, dict batches,
     most ``max_backlog`` DOWNs in its inbox: no room while its last batch has not
     been taken (looked for by identity among at most ``max_backlog`` messages).
     """
-    cdef object inbox = self.deliver[s]
+    cdef object inbox = self.inboxes[s]
     cdef Py_ssize_t queued
     if inbox is None:
         return 0
@@ -210,7 +210,7 @@ cdef int touch(Core self, uint32_t s, list touched) except -1:
     """Something reached watcher `s`'s inbox: list its owner once per tick."""
     if self.stamps[s] != self.stamp:
         self.stamps[s] = self.stamp
-        touched.append(self.owners[s])
+        touched.append(self.process_objects[s])
     return 0
 
 
@@ -237,7 +237,7 @@ cdef bint hand_down(Core self, uint32_t s, uint64_t ref, object death, dict batc
     if live_subscriber(self, ref) != s:
         return False
     release_fired(self, s, ref)
-    self.deque_append(self.deliver[s], down)
+    self.deque_append(self.inboxes[s], down)
     touch(self, s, touched)
     return True
 
@@ -281,7 +281,7 @@ cdef int deliver_batch(Core self, uint32_t s, list refs, list deaths, bint track
             continue
         for i in range(k):
             release_fired(self, s, <uint64_t>refs[i])
-        self.deque_append(self.deliver[s], batch)
+        self.deque_append(self.inboxes[s], batch)
         if track_last:
             self.last_batch[s] = batch
         touch(self, s, touched)
@@ -295,10 +295,10 @@ cdef int park(Core self, uint32_t s, QueuedDown q) except -1:
     """Move queued entry `q` (and its reference) to watcher `s`'s parked queue."""
     parked = self.parked.get(s)
     if parked is None:
-        parked = DeathQueue()
+        parked = DownQueue()
         self.parked[s] = parked
         self.processes[s].alive |= PROCESS_PARKED
-    (<DeathQueue>parked).push_owned(q.ref, q.death)
+    (<DownQueue>parked).push_owned(q.ref, q.death)
     self.parked_total += 1
     return 0
 
@@ -309,8 +309,8 @@ cdef inline int forget_deliveries(Core self, uint32_t slot) except -1:
         self.last_batch.pop(slot, None)
     if self.processes[slot].alive & PROCESS_PARKED:
         parked = self.parked.pop(slot)
-        self.parked_total -= len(<DeathQueue>parked)
-        self.n_delivered += len(<DeathQueue>parked)     # dropped: watcher dead
+        self.parked_total -= len(<DownQueue>parked)
+        self.n_taken += len(<DownQueue>parked)     # dropped: watcher dead
     return 0
 
 
@@ -319,7 +319,7 @@ cdef inline int forget_deliveries(Core self, uint32_t slot) except -1:
 
 cdef Py_ssize_t inbox_total(Core self) except -1:
     cdef Py_ssize_t total = 0
-    for inbox in self.deliver:
+    for inbox in self.inboxes:
         if inbox is not None:
             total += len(inbox)
     return total

@@ -23,7 +23,8 @@
 #   bit 63 set and whose reason is the peer's pid id), so it is ordered before
 #   any certificate that follows it.
 #
-# A fired link record keeps its other end's (conn, key) in target / t_prev:t_next,
+# A fired link record keeps its other end's (conn, key) in other_conn and
+# other_key_high:other_key_low (the words of target, t_prev, t_next: records.h),
 # so that unlink can still cancel a signal that waits in the dispatcher queue.
 
 
@@ -50,7 +51,7 @@ def live_owners(Core self):
     """The owners of every live process (for a node stop)."""
     cdef uint32_t slot
     with cython.critical_section(self):
-        return [self.owners[slot] for slot in range(self.processes_top)
+        return [self.process_objects[slot] for slot in range(self.processes_top)
                 if self.processes[slot].alive]
 
 
@@ -90,8 +91,8 @@ cdef uint32_t link_find(Core self, uint32_t s, uint32_t conn, uint64_t key,
     by_watcher = self.processes[s].watch_head
     while by_watcher != NIL:
         rec = &self.monitors[by_watcher]
-        if (rec.flags & FLAG_LINK and rec.flags & 3 == STATE_FIRED and rec.target == conn
-                and ((<uint64_t>rec.t_prev << 32) | rec.t_next) == key):
+        if (rec.flags & FLAG_LINK and rec.flags & 3 == STATE_FIRED and rec.other_conn == conn
+                and ((<uint64_t>rec.other_key_high << 32) | rec.other_key_low) == key):
             return by_watcher
         by_watcher = rec.s_next
     return NIL
@@ -222,10 +223,10 @@ cdef bint hand_link(Core self, uint32_t s, uint64_t ref, object death,
     release_fired(self, s, ref)
     self.n_link_signal += 1
     if trap:
-        self.deque_append(self.deliver[s], message)
+        self.deque_append(self.inboxes[s], message)
         touch(self, s, touched)
     elif not (type(reason) is str and reason == "normal"):
-        self.link_kills.append((self.owners[s], reason))
+        self.link_kills.append((self.process_objects[s], reason))
     return True
 
 
@@ -284,9 +285,9 @@ def link_fired(Core self, uint64_t a, uint32_t conn, uint64_t key, object death)
         m = monitor_alloc(self)
         rec = &self.monitors[m]
         rec.subscriber = s
-        rec.target = conn
-        rec.t_prev = <uint32_t>(key >> 32)
-        rec.t_next = <uint32_t>(key & LOW32)
+        rec.other_conn = conn
+        rec.other_key_high = <uint32_t>(key >> 32)
+        rec.other_key_low = <uint32_t>(key & LOW32)
         rec.flags = STATE_FIRED | FLAG_LINK
         link_to_subscriber(self, m, s)
         ref = (<uint64_t>rec.gen << 32) | m
@@ -327,7 +328,8 @@ def unlink(Core self, uint64_t a, uint64_t key, list conns):
             elif conn < PEER_CONN:
                 link_op(self, conn, UNLINK_OP, key, a, None)
             else:
-                (<Batcher>self.batchers[conn - PEER_CONN]).push(a | UNSUBSCRIBE, key)
+                (<CertificateQueue>self.certificate_queues[conn - PEER_CONN]).push(
+                    a | UNSUBSCRIBE, key)
         return dropped
 
 

@@ -3,7 +3,7 @@
 # its peer's, for dropping a peer) and in a hash index by (peer, key), so subscribe,
 # unsubscribe and dropping a peer cost O(1) per subscription touched, whatever one
 # frame or one peer sends. A process's death becomes one death certificate on the
-# batcher of each subscribed peer. Every function here runs inside the caller's
+# certificate queue of each subscribed peer's batcher. Every function here runs inside the caller's
 # critical section.
 
 
@@ -119,7 +119,7 @@ cdef void subscription_free(Core self, uint32_t q) noexcept:
     if sub.peer_key & NAME_KEY:
         self.name_subscriptions_live -= 1
     sub.peer = NIL
-    sub.next = self.subscriptions_free
+    sub.next_free = self.subscriptions_free
     self.subscriptions_free = q
     self.subscriptions_live -= 1
 
@@ -139,7 +139,7 @@ cdef bint subscription_add(Core self, uint32_t peer, uint64_t peer_key,
     subscription_reserve(self, peer)
     if self.subscriptions_free != NIL:
         q = self.subscriptions_free
-        self.subscriptions_free = self.subscriptions[q].next
+        self.subscriptions_free = self.subscriptions[q].next_free
     else:
         q = self.subscriptions_top
         self.subscriptions_top += 1
@@ -179,13 +179,13 @@ cdef bint subscription_remove(Core self, uint32_t peer, uint64_t peer_key) noexc
 
 cdef inline int certify_death(Core self, uint32_t slot, object reason) except -1:
     """Dying process `slot`: one death certificate per subscription on it, each on
-    its peer's batcher; the subscriptions go."""
+    its peer's certificate queue; the subscriptions go."""
     cdef uint32_t q = self.processes[slot].proxy_head, nxt
     cdef SubscriptionRecord *sub
     while q != NIL:
         sub = &self.subscriptions[q]
         nxt = sub.next
-        (<Batcher>self.batchers[sub.peer]).push(sub.peer_key, reason)
+        (<CertificateQueue>self.certificate_queues[sub.peer]).push(sub.peer_key, reason)
         self.n_batcher_enqueue += 1
         subscription_free(self, q)
         q = nxt
@@ -198,7 +198,7 @@ cdef Py_ssize_t drop_peer_subscriptions(Core self, uint32_t peer) except -1:
     certificates. -> number of subscriptions dropped."""
     cdef uint32_t q
     cdef Py_ssize_t n = 0
-    (<Batcher>self.batchers[peer]).clear()
+    (<CertificateQueue>self.certificate_queues[peer]).clear()
     if peer >= self.peer_heads_cap:
         return 0
     q = self.peer_heads[peer]

@@ -43,7 +43,7 @@ cdef uint32_t monitor_alloc(Core self) except? <uint32_t>NIL:
     cdef uint32_t m
     if self.monitors_free != NIL:
         m = self.monitors_free
-        self.monitors_free = self.monitors[m].t_next
+        self.monitors_free = self.monitors[m].next_free
     else:
         if self.monitors_top == self.monitors_cap:
             self.monitors = <MonitorRecord *>grow_slab(
@@ -67,7 +67,7 @@ cdef void monitor_free(Core self, uint32_t m) noexcept:
         # life of the node, so an old ref can never name a new monitor
         self.n_retired += 1       # generation 0 is never handed out
         return
-    rec.t_next = self.monitors_free
+    rec.next_free = self.monitors_free
     self.monitors_free = m
 
 
@@ -195,9 +195,9 @@ cdef Py_ssize_t fire_target(Core self, uint32_t t, object death) except -1:
         nxt = rec.t_next
         rec.flags = STATE_FIRED | (rec.flags & (FLAG_BY_NAME | FLAG_LINK))
         if rec.flags & FLAG_LINK:      # kept for unlink (see links.pxi)
-            rec.target = self.targets[t].conn
-            rec.t_prev = <uint32_t>(self.targets[t].key >> 32)
-            rec.t_next = <uint32_t>(self.targets[t].key & LOW32)
+            rec.other_conn = self.targets[t].conn
+            rec.other_key_high = <uint32_t>(self.targets[t].key >> 32)
+            rec.other_key_low = <uint32_t>(self.targets[t].key & LOW32)
         self.downs.push((<uint64_t>rec.gen << 32) | m, death)
         n += 1
         m = nxt
@@ -254,7 +254,7 @@ cdef uint32_t target_add(Core self, uint32_t conn, uint64_t key) except? <uint32
         target_index_grow(self)
     if self.targets_free != NIL:
         t = self.targets_free
-        self.targets_free = self.targets[t].head
+        self.targets_free = self.targets[t].next_free
     else:
         if self.targets_top == self.targets_cap:
             self.targets = <TargetRecord *>grow_slab(
@@ -296,7 +296,7 @@ cdef void target_remove(Core self, uint32_t t) noexcept:
     if self.targets[t].conn < PEER_CONN:
         self.conn_targets[self.targets[t].conn] -= 1
     self.targets[t].conn = NIL
-    self.targets[t].head = self.targets_free
+    self.targets[t].next_free = self.targets_free
     self.targets_free = t
     self.targets_live -= 1
 
@@ -344,14 +344,14 @@ cdef uint64_t process_alloc(Core self, object inbox, object owner) except 0:
     cdef ProcessRecord *proc
     if self.processes_free != NIL:
         slot = self.processes_free
-        self.processes_free = self.processes[slot].proxy_head
-        self.deliver[slot] = inbox
-        self.owners[slot] = owner
+        self.processes_free = self.processes[slot].next_free
+        self.inboxes[slot] = inbox
+        self.process_objects[slot] = owner
     else:
         if self.processes_top == self.processes_cap:
             grow_processes(self)
-        self.deliver.append(inbox)
-        self.owners.append(owner)
+        self.inboxes.append(inbox)
+        self.process_objects.append(owner)
         slot = self.processes_top
         self.processes_top += 1
         self.processes[slot].gen = 1
@@ -383,8 +383,8 @@ cdef inline int process_free(Core self, uint32_t slot) except -1:
     """Mark `slot` dead, drop its inbox and owner, and put it on the free list (or
     retire it: see below)."""
     self.processes[slot].alive = 0
-    self.deliver[slot] = None
-    self.owners[slot] = None
+    self.inboxes[slot] = None
+    self.process_objects[slot] = None
     self.processes_live -= 1
     self.processes[slot].gen += 1
     if self.processes[slot].gen == 0:
@@ -392,7 +392,7 @@ cdef inline int process_free(Core self, uint32_t slot) except -1:
         # pid can never name a new process (16 bytes per 2**32 exits)
         self.n_retired += 1       # generation 0 is never handed out
     else:
-        self.processes[slot].proxy_head = self.processes_free
+        self.processes[slot].next_free = self.processes_free
         self.processes_free = slot
 
 
