@@ -1,4 +1,4 @@
-"""Type stubs for zenmon's private Cython core (zenmon/_core.pyx)."""
+"""Type stubs for zenmon's private Cython core (zenmon/_core.pyx and its rooms, _cy/)."""
 
 from collections import deque
 from collections.abc import Callable
@@ -8,6 +8,8 @@ UNSUBSCRIBE_FLAG: int
 NAME_KEY_FLAG: int
 NO_SUBSCRIBER: int
 TARGET_DEAD: int
+LINK_DONE: int
+CONNECTOR_CLOSED: int
 DEBUG_BUILD: bool
 
 class Pid:
@@ -101,9 +103,7 @@ class Core:
     def counters(self) -> dict[str, int]: ...
     def memory_bytes(self) -> int: ...
 
-# links (_links.pxi): functions over a Core's link records
-LINK_DONE: int
-CONNECTOR_CLOSED: int
+# links (_cy/links.pxi): functions over a Core's link records
 
 def set_exit_type(self: Core, exit_type: type) -> None: ...
 def set_trap(self: Core, pid_id: int, trap: bool) -> bool: ...
