@@ -116,7 +116,7 @@ def test_watcher_death_frees_its_parked_downs() -> None:
     assert [d.ref for d in other_inbox] == other_refs
     assert core.sizes() == {
         "references": 0, "targets": 0, "processes": 2, "subscribers": 0,
-        "downs_queued": 0, "connector_queued": 0, "batcher_queued": 0,
+        "downs_queued": 0, "connector_queued": 0, "connectors_open": 0, "batcher_queued": 0,
     }
 
 

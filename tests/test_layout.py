@@ -222,6 +222,37 @@ def test_the_tools_import_graph_has_no_cycles() -> None:
     assert "zenmon.tools.bench_remote" not in graph["zenmon.tools.bench_local"]
 
 
+#: The rooms of the Cython core (zenmon/_cy/*.pxi), each one concern of Core.
+CORE_ROOMS = ("pid", "queues", "tables", "connectors", "subscriptions", "delivery", "links",
+              "debug")
+#: A function over Core in a room (`cdef inline` helpers are private to the core's one
+#: translation unit and need no declaration: they are left out).
+ROOM_FUNCTION = re.compile(r"^cdef (?!inline )[\w *]+?\b(\w+)\(Core (?:self|core)\b", re.M)
+
+
+def test_the_core_is_split_into_rooms() -> None:
+    """_core.pyx includes every room of _cy/ (none orphaned, none missing), and the
+    .pxd, the table of contents, declares every function a room defines over Core."""
+    pyx = (PACKAGE / "_core.pyx").read_text()
+    included = re.findall(r'^include "_cy/(\w+)\.pxi"$', pyx, re.M)
+    on_disk = sorted(p.stem for p in (PACKAGE / "_cy").glob("*.pxi"))
+    assert sorted(included) == on_disk, (included, on_disk)
+    assert sorted(CORE_ROOMS) == on_disk, on_disk
+    assert not list(PACKAGE.glob("*.pxi")), "core parts belong in zenmon/_cy/"
+    pxd = (PACKAGE / "_core.pxd").read_text()
+    undeclared = [f"{room}.pxi: {name}" for room in CORE_ROOMS
+                  for name in ROOM_FUNCTION.findall((PACKAGE / "_cy" / f"{room}.pxi").read_text())
+                  if not re.search(rf"^cdef [\w *]+?\b{name}\(", pxd, re.M)]
+    assert undeclared == [], f"functions over Core missing from _core.pxd: {undeclared}"
+
+
+def test_core_is_a_thin_facade() -> None:
+    """The Core class defines no cdef methods: its logic lives in the rooms."""
+    pyx = (PACKAGE / "_core.pyx").read_text()
+    body = pyx[pyx.index("cdef class Core:"):]
+    assert not re.findall(r"^    cdef \w[\w *]* \w+\(self", body, re.M)
+
+
 LIBRARY_CYCLES: list[list[str]] = find_cycles(library_graph())
 
 

@@ -146,6 +146,8 @@ def test_unacked_dead_summaries_are_bounded(bounded_victim, session):
     assert summaries(frames, raw.session) == list(range(1, 9))
     assert bounded_victim.metric("zenmon.proxy.batcher.sweep") == 8
     assert bounded_victim.metric("zenmon.proxy.batcher.queue_len") == 200 - 80
+    # the summaries sent and not acknowledged yet, kept for resending (not the batcher)
+    assert bounded_victim.metric("zenmon.proxy.message_queue_len") == 8
     # an ack lets the rest flow
     raw.send(raw.frame(p.HEARTBEAT, p.pack_seq_ack(raw.seq, 8)))
     wait_remote(bounded_victim, "zenmon.proxy.batcher.sweep", lambda v: v >= 16,

@@ -1,7 +1,7 @@
 """Links: turns ``link``/``unlink`` into core link records on the right connector.
 
 A link joins two processes' fates both ways. Each end on this node is a link record
-in the core (``_core``'s ``_links.pxi``): it watches the other end like a monitor, and
+in the core (``_core``'s ``_cy/links.pxi``): it watches the other end like a monitor, and
 when that end dies the dispatcher delivers an exit signal instead of a DOWN. The
 other end is a process of this node, a remote process linked *from here* (through
 the connector of its node: LINK, UNLINK and EXIT ops ride that connector's SUBSCRIBE

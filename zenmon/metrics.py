@@ -85,7 +85,11 @@ def collect(node: Node) -> dict[str, int]:
         + (proxy.noproc_enqueued if proxy is not None else 0),
         "zenmon.proxy.batcher.sweep": proxy.sweeps if proxy is not None else 0,
         "zenmon.proxy.batcher.queue_len": sizes["batcher_queued"],
-        "zenmon.proxy.message_queue_len": sizes["batcher_queued"],
+        # dead summaries sent and not yet acknowledged by their connectors (kept for
+        # resending): what the proxy has in flight, not what its batchers still hold
+        "zenmon.proxy.message_queue_len": sum(
+            len(peer.unacked) for peer in list(proxy.peers.values()))
+        if proxy is not None else 0,
         "zenmon.wire.messages.sent": wire.messages_sent,
         "zenmon.wire.messages.received": wire.messages_received,
         "zenmon.wire.bytes.sent": wire.bytes_sent,

@@ -33,7 +33,7 @@ import zmq
 
 from . import _core
 from . import protocol as p
-from ._core import Batcher
+from ._core import CertificateQueue
 from .address import advertised, split_endpoint
 from .batcher import dead_summary_body
 from .codec import decode_reasons
@@ -68,7 +68,7 @@ class Peer:
                  "next_summary", "unroutable_since")
 
     def __init__(self, identity: bytes, session: int, incarnation: int, address: str,
-                 index: int, batcher: Batcher, now: float, summary_size: int,
+                 index: int, batcher: CertificateQueue, now: float, summary_size: int,
                  summary_interval: int) -> None:
         self.identity = identity
         self.session = session
@@ -97,7 +97,7 @@ class Proxy:
         self._core = node._core
         self.socket: zmq.Socket[Any] | None = None
         self.peers: dict[bytes, Peer] = {}
-        self._free_indexes: list[tuple[int, Batcher]] = []
+        self._free_indexes: list[tuple[int, CertificateQueue]] = []
         self.sweeps = 0
         self.noproc_enqueued = 0
         self._handshakes: zmq.Socket[Any] | None = None   # CURVE: handshake failures

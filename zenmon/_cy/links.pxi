@@ -23,7 +23,8 @@
 #   bit 63 set and whose reason is the peer's pid id), so it is ordered before
 #   any certificate that follows it.
 #
-# A fired link record keeps its other end's (conn, key) in target / t_prev:t_next,
+# A fired link record keeps its other end's (conn, key) in other_conn and
+# other_key_high:other_key_low (the words of target, t_prev, t_next: records.h),
 # so that unlink can still cancel a signal that waits in the dispatcher queue.
 
 
@@ -36,7 +37,7 @@ def set_trap(Core self, uint64_t pid_id, bint trap):
     """Make a live process trap exits (Exit messages) or not (die). -> False if dead."""
     cdef uint32_t slot
     with cython.critical_section(self):
-        slot = self.process_slot(pid_id)
+        slot = process_slot(self, pid_id)
         if slot == NIL:
             return False
         if trap:
@@ -50,7 +51,7 @@ def live_owners(Core self):
     """The owners of every live process (for a node stop)."""
     cdef uint32_t slot
     with cython.critical_section(self):
-        return [self.owners[slot] for slot in range(self.processes_top)
+        return [self.process_objects[slot] for slot in range(self.processes_top)
                 if self.processes[slot].alive]
 
 
@@ -71,7 +72,7 @@ cdef uint32_t link_find(Core self, uint32_t s, uint32_t conn, uint64_t key,
     100k processes linked to one, both stay cheap). A FIRED one (fired_too: unlink
     only) is found in s's list.
     """
-    cdef uint32_t t = self.target_find(conn, key), by_target, by_watcher
+    cdef uint32_t t = target_find(self, conn, key), by_target, by_watcher
     cdef MonitorRecord *rec
     if t != NIL:
         by_target = self.targets[t].head
@@ -90,8 +91,8 @@ cdef uint32_t link_find(Core self, uint32_t s, uint32_t conn, uint64_t key,
     by_watcher = self.processes[s].watch_head
     while by_watcher != NIL:
         rec = &self.monitors[by_watcher]
-        if (rec.flags & FLAG_LINK and rec.flags & 3 == STATE_FIRED and rec.target == conn
-                and ((<uint64_t>rec.t_prev << 32) | rec.t_next) == key):
+        if (rec.flags & FLAG_LINK and rec.flags & 3 == STATE_FIRED and rec.other_conn == conn
+                and ((<uint64_t>rec.other_key_high << 32) | rec.other_key_low) == key):
             return by_watcher
         by_watcher = rec.s_next
     return NIL
@@ -101,12 +102,12 @@ cdef uint64_t link_add(Core self, uint32_t s, uint32_t conn, uint64_t key) excep
     """A LIVE link record of process slot s watching (conn, key). -> its ref."""
     cdef uint32_t t, m
     cdef MonitorRecord *rec
-    t = self.target_find(conn, key)
+    t = target_find(self, conn, key)
     if t == NIL:
-        t = self.target_add(conn, key)
+        t = target_add(self, conn, key)
         if conn and conn < PEER_CONN:
-            self.enqueue_connector(conn, key)
-    m = self.monitor_alloc()
+            enqueue_connector(self, conn, key)
+    m = monitor_alloc(self)
     rec = &self.monitors[m]
     rec.subscriber = s
     rec.target = t
@@ -116,7 +117,7 @@ cdef uint64_t link_add(Core self, uint32_t s, uint32_t conn, uint64_t key) excep
     if rec.t_next != NIL:
         self.monitors[rec.t_next].t_prev = m
     self.targets[t].head = m
-    self.link_to_subscriber(m, s)
+    link_to_subscriber(self, m, s)
     self.links_live += 1
     self.n_link += 1
     return (<uint64_t>rec.gen << 32) | m
@@ -127,10 +128,10 @@ cdef int link_remove(Core self, uint32_t m) except -1:
     cdef uint32_t t
     if self.monitors[m].flags & 3 == STATE_LIVE:
         t = self.monitors[m].target
-        self.unlink_from_target(m)
-        self.release_target_if_empty(t)
-    self.unlink_from_subscriber(m)
-    self.monitor_free(m)
+        unlink_from_target(self, m)
+        release_target_if_empty(self, t)
+    unlink_from_subscriber(self, m)
+    monitor_free(self, m)
     self.n_unlink += 1
     return 0
 
@@ -210,7 +211,7 @@ cdef int link_unlinked(Core self, uint32_t conn, uint64_t key, object other) exc
     cdef uint32_t s, m
     if type(other) is not int or not 0 <= other < 2 ** 64:
         raise ValueError("unlink notice without a pid id")
-    s = self.process_slot(other)
+    s = process_slot(self, other)
     if s == NIL:
         return 0
     m = link_find(self, s, conn, key, True)
@@ -222,7 +223,7 @@ cdef int link_unlinked(Core self, uint32_t conn, uint64_t key, object other) exc
 cdef bint hand_link(Core self, uint32_t s, uint64_t ref, object death,
                     list touched) except -1:
     """Deliver the exit signal of live queued link entry `ref` of watcher `s` (see
-    ``Core.hand_down``). -> False when it went stale.
+    ``hand_down`` in delivery.pxi). -> False when it went stale.
 
     As for a DOWN: the Exit message is built first (an allocation may run other
     threads), then, with no allocation in between, the entry is checked again, its
@@ -238,18 +239,18 @@ cdef bint hand_link(Core self, uint32_t s, uint64_t ref, object death,
         trap = (self.processes[s].alive & PROCESS_TRAP) != 0
         if trap and message is None:
             message = self.exit_type(pid, reason)
-        if self.live_subscriber(ref) != s:
+        if live_subscriber(self, ref) != s:
             return False
         if trap == (self.processes[s].alive & PROCESS_TRAP != 0):
             break                             # trap_exits unchanged since read
     # no allocation from the checks above to the append: nothing else runs meanwhile
-    self.release_fired(s, ref)
+    release_fired(self, s, ref)
     self.n_link_signal += 1
     if trap:
-        self.deque_append(self.deliver[s], message)
-        self.touch(s, touched)
+        self.deque_append(self.inboxes[s], message)
+        touch(self, s, touched)
     elif not (type(reason) is str and reason == "normal"):
-        self.link_kills.append((self.owners[s], reason))
+        self.link_kills.append((self.process_objects[s], reason))
     return True
 
 
@@ -258,18 +259,18 @@ def link_local(Core self, uint64_t a, uint64_t b):
     (a is dead) or TARGET_DEAD (b is dead or unknown: the caller signals noproc)."""
     cdef uint32_t sa, sb
     with cython.critical_section(self):
-        sa = self.process_slot(a)
+        sa = process_slot(self, a)
         if sa == NIL:
-            return NO_SUBSCRIBER
+            return RESULT_NO_SUBSCRIBER
         if a == b:
-            return LINK_DONE
-        sb = self.process_slot(b)
+            return RESULT_LINK_DONE
+        sb = process_slot(self, b)
         if sb == NIL:
-            return TARGET_DEAD
+            return RESULT_TARGET_DEAD
         if link_find(self, sa, 0, b, False) == NIL:
             link_add(self, sa, 0, b)
             link_add(self, sb, 0, a)
-        return LINK_DONE
+        return RESULT_LINK_DONE
 
 
 def link_remote(Core self, uint64_t a, uint32_t conn, uint64_t key, list others):
@@ -281,19 +282,19 @@ def link_remote(Core self, uint64_t a, uint32_t conn, uint64_t key, list others)
     """
     cdef uint32_t sa
     with cython.critical_section(self):
-        sa = self.process_slot(a)
+        sa = process_slot(self, a)
         if sa == NIL:
-            return NO_SUBSCRIBER
+            return RESULT_NO_SUBSCRIBER
         if self.connector_queues[conn] is None:
-            return CONNECTOR_CLOSED
+            return RESULT_CONNECTOR_CLOSED
         if link_find(self, sa, conn, key, False) != NIL:
-            return LINK_DONE
+            return RESULT_LINK_DONE
         for other in others:
             if link_find(self, sa, <uint32_t>other, key, False) != NIL:
-                return LINK_DONE
+                return RESULT_LINK_DONE
         link_add(self, sa, conn, key)
         link_op(self, conn, LINK_OP, key, a, None)
-        return LINK_DONE
+        return RESULT_LINK_DONE
 
 
 def link_fired(Core self, uint64_t a, uint32_t conn, uint64_t key, object death):
@@ -302,17 +303,17 @@ def link_fired(Core self, uint64_t a, uint32_t conn, uint64_t key, object death)
     cdef MonitorRecord *rec
     cdef uint64_t ref
     with cython.critical_section(self):
-        s = self.process_slot(a)
+        s = process_slot(self, a)
         if s == NIL:
-            return NO_SUBSCRIBER
-        m = self.monitor_alloc()
+            return RESULT_NO_SUBSCRIBER
+        m = monitor_alloc(self)
         rec = &self.monitors[m]
         rec.subscriber = s
-        rec.target = conn
-        rec.t_prev = <uint32_t>(key >> 32)
-        rec.t_next = <uint32_t>(key & LOW32)
+        rec.other_conn = conn
+        rec.other_key_high = <uint32_t>(key >> 32)
+        rec.other_key_low = <uint32_t>(key & LOW32)
         rec.flags = STATE_FIRED | FLAG_LINK
-        self.link_to_subscriber(m, s)
+        link_to_subscriber(self, m, s)
         ref = (<uint64_t>rec.gen << 32) | m
         self.downs.push(ref, death)
         self.links_live += 1
@@ -329,7 +330,7 @@ def unlink(Core self, uint64_t a, uint64_t key, list conns):
     cdef bint live
     cdef Py_ssize_t dropped = 0
     with cython.critical_section(self):
-        sa = self.process_slot(a)
+        sa = process_slot(self, a)
         if sa == NIL:
             return 0
         for c in conns:
@@ -341,7 +342,7 @@ def unlink(Core self, uint64_t a, uint64_t key, list conns):
             link_remove(self, m)
             dropped += 1
             if conn == 0:
-                sb = self.process_slot(key)
+                sb = process_slot(self, key)
                 if sb != NIL:
                     m = link_find(self, sb, 0, a, True)
                     if m != NIL:
@@ -351,7 +352,8 @@ def unlink(Core self, uint64_t a, uint64_t key, list conns):
             elif conn < PEER_CONN:
                 link_op(self, conn, UNLINK_OP, key, a, None)
             else:
-                (<Batcher>self.batchers[conn - PEER_CONN]).push(a | UNSUBSCRIBE, key)
+                (<CertificateQueue>self.certificate_queues[conn - PEER_CONN]).push(
+                    a | UNSUBSCRIBE, key)
         return dropped
 
 
@@ -378,12 +380,16 @@ def connector_take_links(Core self, uint32_t conn, size_t max_ops):
         for i in range(n):
             if le64toh(words[3 * i]) == EXIT_OP:
                 words[3 * i] = htole64(EXIT_OP | (<uint64_t>len(reasons) << 32))
-                reasons.append(pending.popleft())
+                reasons.append(deque_popleft(pending))
         return ops, reasons
 
 
 def connector_link_pending(Core self, uint32_t conn):
     """Link ops queued on connector conn."""
+    return link_ops_pending(self, conn)
+
+
+cdef Py_ssize_t link_ops_pending(Core self, uint32_t conn) except -1:
     if conn >= len(self.link_queues) or self.link_queues[conn] is None:
         return 0
     return len(<IdQueue>self.link_queues[conn]) // 3
@@ -392,7 +398,7 @@ def connector_link_pending(Core self, uint32_t conn):
 cdef int links_clear(Core self, uint32_t conn) except -1:
     if conn < len(self.link_queues) and self.link_queues[conn] is not None:
         (<IdQueue>self.link_queues[conn]).clear()
-        (<object>self.link_reasons[conn]).clear()
+        deque_clear(self.link_reasons[conn])
     return 0
 
 
@@ -432,14 +438,14 @@ def links_apply(Core self, uint32_t peer, str address not None, uint64_t incarna
             kind = <uint32_t>(op & LOW32)
             index = <uint32_t>(op >> 32)
             if kind == EXIT_OP:
-                if self.target_find(pconn, other) != NIL:
+                if target_find(self, pconn, other) != NIL:
                     # allocate, then find again (a GC run may let another thread in)
                     death = (Pid.new(address, incarnation, other), reasons[index], None)
-                    t = self.target_find(pconn, other)
+                    t = target_find(self, pconn, other)
                     if t != NIL:
-                        fired += self.fire_target(t, death)
+                        fired += fire_target(self, t, death)
                 continue
-            s = self.process_slot(target)
+            s = process_slot(self, target)
             if s == NIL:
                 continue
             if kind == LINK_OP:
@@ -477,7 +483,7 @@ def links_drop_peer(Core self, uint32_t peer, str address not None, uint64_t inc
                 # the allocation may have let another thread free or reuse slot t
                 if (self.targets[t].conn == pconn and self.targets[t].key == key
                         and self.targets[t].head != NIL):
-                    fired += self.fire_target(t, death)
+                    fired += fire_target(self, t, death)
     return fired
 
 

@@ -66,7 +66,7 @@ cdef class Pid:
         """Parse ``<id.incarnation@node>`` (the form ``str(pid)`` gives)."""
         if not (text.startswith("<") and text.endswith(">")) or "@" not in text:
             raise ValueError(f"not a zenmon pid: {text!r}")
-        head, _, node = text[1:-1].partition("@")
+        head, _, node = text[1:len(text) - 1].partition("@")
         ident, dot, incarnation = head.partition(".")
         if not dot or not node or not ident.isdigit() or not incarnation.isdigit():
             raise ValueError(f"not a zenmon pid: {text!r}")

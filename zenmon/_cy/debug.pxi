@@ -20,7 +20,7 @@ cdef int fail(str what) except -1:
 
 
 cdef uint32_t free_list_length(void *records, size_t size, size_t link_offset,
-                               uint32_t head, uint32_t top) except? NIL:
+                               uint32_t head, uint32_t top) except? <uint32_t>NIL:
     """Walk a slab's free list (its link at `link_offset` in each record)."""
     cdef uint32_t n = 0, i = head
     while i != NIL:
@@ -51,19 +51,19 @@ cdef int check_core(Core core) except -1:
     if live + fired != core.monitors_live:
         fail(f"monitors_live {core.monitors_live} but {live + fired} records in use")
     n = free_list_length(core.monitors, sizeof(MonitorRecord),
-                         <size_t>&(<MonitorRecord *>NULL).t_next, core.monitors_free,
+                         <size_t>&(<MonitorRecord *>NULL).next_free, core.monitors_free,
                          core.monitors_top)
     if n + live + fired + retired != core.monitors_top:
         fail(f"monitor slab: {n} free + {live + fired} used + {retired} retired "
              f"!= {core.monitors_top}")
     # targets: each one found by the index, its list holding LIVE monitors only
     for t in range(core.targets_top):
-        if core.targets[t].conn == NIL:       # free (its head links the free list)
+        if core.targets[t].conn == NIL:       # free (on the free list)
             continue
         targets_used += 1
         if core.targets[t].head == NIL:
             fail(f"target {t} is in use with no monitor")
-        if core.target_find(core.targets[t].conn, core.targets[t].key) != t:
+        if target_find(core, core.targets[t].conn, core.targets[t].key) != t:
             fail(f"target {t} is not found by its index")
         m = core.targets[t].head
         while m != NIL:
@@ -75,7 +75,7 @@ cdef int check_core(Core core) except -1:
                 fail("target lists hold more monitors than are LIVE")
             m = rec.t_next
     n = free_list_length(core.targets, sizeof(TargetRecord),
-                         <size_t>&(<TargetRecord *>NULL).head, core.targets_free,
+                         <size_t>&(<TargetRecord *>NULL).next_free, core.targets_free,
                          core.targets_top)
     if n + targets_used != core.targets_top:
         fail(f"target slab: {n} free + {targets_used} used != {core.targets_top}")
@@ -86,11 +86,11 @@ cdef int check_core(Core core) except -1:
     # processes: alive ones hold an inbox and their watch lists hold their monitors
     for i in range(core.processes_top):
         if not core.processes[i].alive:
-            if core.deliver[i] is not None:
+            if core.inboxes[i] is not None:
                 fail(f"dead process slot {i} still has an inbox")
             continue
         alive += 1
-        if core.deliver[i] is None:
+        if core.inboxes[i] is None:
             fail(f"live process slot {i} has no inbox")
         m = core.processes[i].watch_head
         while m != NIL:
@@ -104,7 +104,7 @@ cdef int check_core(Core core) except -1:
         if core.processes[i].alive & PROCESS_PARKED and i not in core.parked:
             fail(f"process {i} is marked parked but has no parked queue")
     n = free_list_length(core.processes, sizeof(ProcessRecord),
-                         <size_t>&(<ProcessRecord *>NULL).proxy_head, core.processes_free,
+                         <size_t>&(<ProcessRecord *>NULL).next_free, core.processes_free,
                          core.processes_top)
     retired = 0
     for i in range(core.processes_top):
@@ -114,7 +114,7 @@ cdef int check_core(Core core) except -1:
         fail(f"process slab: {n} free + {alive} alive + {retired} retired "
              f"!= {core.processes_top}")
     n = free_list_length(core.subscriptions, sizeof(SubscriptionRecord),
-                         <size_t>&(<SubscriptionRecord *>NULL).next, core.subscriptions_free,
+                         <size_t>&(<SubscriptionRecord *>NULL).next_free, core.subscriptions_free,
                          core.subscriptions_top)
     if n + core.subscriptions_live != core.subscriptions_top:
         fail(f"subscription slab: {n} free + {core.subscriptions_live} live "
@@ -126,12 +126,12 @@ cdef int check_core(Core core) except -1:
         fail(f"{live + fired} monitors in use but {in_subscribers} in watch lists")
     # parked DOWNs: counted once, and only for live watchers
     for slot, queue in core.parked.items():
-        parked += len(<DeathQueue>queue)
+        parked += len(<DownQueue>queue)
         if not core.processes[<uint32_t>slot].alive & PROCESS_PARKED:
             fail(f"parked queue for slot {slot} whose process is not marked parked")
     if parked != core.parked_total:
         fail(f"parked_total {core.parked_total} but {parked} parked entries")
-    check_links(core)                   # _links.pxi
+    check_links(core)                   # links.pxi
     return 0
 
 
@@ -147,7 +147,7 @@ cdef int check_subscriptions(Core core) except -1:
         n += 1
         if sub.peer_key & NAME_KEY:
             named += 1
-        if core.subscription_find(sub.peer, sub.peer_key) != q:
+        if subscription_find(core, sub.peer, sub.peer_key) != q:
             fail(f"subscription {q} is not found by its (peer, key)")
         if not core.processes[sub.slot].alive:
             fail(f"subscription {q} on a dead process slot {sub.slot}")

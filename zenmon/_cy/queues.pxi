@@ -1,5 +1,6 @@
-# Ring buffers: connector instructions (64-bit ids), queued DOWNs for the
-# dispatcher, death certificates for a batcher. All grow by doubling and keep
+# Ring buffers: connector instructions (IdQueue: 64-bit ids), DOWNs waiting for the
+# dispatcher (DownQueue), death certificates waiting for a batcher's sweep
+# (CertificateQueue). All grow by doubling and keep
 # their items contiguous in C memory; Python objects are held as owned pointers.
 
 
@@ -57,13 +58,16 @@ cdef class IdQueue:
         self.length -= n
         return out
 
-    def clear(self):
+    cpdef void clear(self) noexcept:
         self.head = self.length = 0
 
 
 @cython.final
-cdef class DeathQueue:
-    """FIFO of (ref, death) waiting for the dispatcher; holds one reference per entry."""
+cdef class DownQueue:
+    """FIFO of queued DOWNs, (ref, death), waiting for the dispatcher.
+
+    Holds one reference to each entry's death; ``pop`` hands it to the caller.
+    """
 
     def __cinit__(self):
         self.items = NULL
@@ -104,8 +108,9 @@ cdef class DeathQueue:
 
 
 @cython.final
-cdef class Batcher:
-    """A peer's queue of death certificates (peer key, truncated reason).
+cdef class CertificateQueue:
+    """A peer's queue of death certificates (peer key, truncated reason): the state of
+    the design's Batcher for that peer (``zenmon/batcher.py`` encodes its sweeps).
 
     ``take`` assembles one dead summary: the keys packed as little-endian uint64,
     the distinct reasons once each, and a uint32 reason index per key.
@@ -117,7 +122,7 @@ cdef class Batcher:
         self.enqueued = 0
 
     def __init__(self):
-        raise TypeError("Batcher is internal; Core.batcher_new() makes one")
+        raise TypeError("CertificateQueue is internal; Core.batcher_new() makes one")
 
     def __dealloc__(self):
         self.clear()
@@ -173,7 +178,7 @@ cdef class Batcher:
         self.length -= n
         return keys, reasons, indexes
 
-    def clear(self):
+    cpdef void clear(self) noexcept:
         """Drop every queued certificate."""
         cdef size_t i
         for i in range(self.length):
