@@ -39,7 +39,7 @@ from .links import Links
 from .local import Local
 from .messages import Down, DownBatch, Exit
 from .node_events import NodeMonitors
-from .process import Process, spawn
+from .process import Names, Process, spawn
 from .protocol import check_address
 from .proxy import Proxy
 
@@ -88,14 +88,14 @@ class Node:
         self.incarnation = 0
         self._core = Core(Down, DownBatch)
         _core.set_exit_type(self._core, Exit)
-        self._names: dict[str, Process] = {}
-        self._lock = threading.RLock()
+        self._names = Names()
+        self._lock = threading.RLock()         # configure
         self._started = False
         ctx = self._ctx = NodeContext(
             self._core,
             (config or Config()).replace(**settings) if settings else (config or Config()),
-            _metrics.WireCounters(), curve, NodeMonitors(), self.whereis, self.process,
-            self._unregister)
+            _metrics.WireCounters(), curve, NodeMonitors(), self._names.whereis,
+            self.process, self._names.unregister)
         ctx.io = IOThread(ctx)
         ctx.connectors = Connectors(ctx)
 
@@ -189,8 +189,9 @@ class Node:
         self._require_started()
         if name is not None and not isinstance(name, str):
             raise TypeError("a process name must be a str")
-        with self._lock:
-            if name is not None and name in self._names:
+        names = self._names
+        with names.lock:
+            if name is not None and name in names:
                 raise NameTaken(f"{name!r} is already registered on {self.address}")
             messages: deque[Any] = deque()
             pid_id = self._core.process_new(messages)
@@ -198,16 +199,10 @@ class Node:
                               name, messages)
             self._core.set_owner(pid_id, process)
             if name is not None:
-                self._names[name] = process
+                names.add(name, process)
         if bulk:
             process.set_bulk(True)
         return process
-
-    def _unregister(self, name: str, process: Process) -> None:
-        """`process` has exited: free `name` if it still stands for it."""
-        with self._lock:
-            if self._names.get(name) is process:
-                del self._names[name]
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> Process:
         """Run ``fn(process, *args)`` as a new process. -> the Process.
@@ -226,8 +221,7 @@ class Node:
 
     def whereis(self, name: str) -> Pid | None:
         """The pid registered as `name` on this node, or None."""
-        process = self._names.get(name)
-        return process.pid if process is not None and process.alive else None
+        return self._names.whereis(name)
 
     def is_alive(self, pid: Pid) -> bool:
         """True if `pid` is a live process of this node (incarnation included)."""

@@ -455,6 +455,35 @@ class Process:
                     pass
 
 
+class Names:
+    """A node's name registry: name -> its live Process. ``lock`` guards a look-then-add
+    (``Node.process``); ``whereis`` and ``unregister`` may be called from any thread."""
+
+    __slots__ = ("lock", "_processes")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._processes: dict[str, Process] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._processes
+
+    def add(self, name: str, process: Process) -> None:
+        """Register `process` as `name` (hold ``lock``, having checked the name is free)."""
+        self._processes[name] = process
+
+    def whereis(self, name: str) -> Pid | None:
+        """The pid registered as `name`, or None (also while its process is exiting)."""
+        process = self._processes.get(name)
+        return process.pid if process is not None and process._alive else None
+
+    def unregister(self, name: str, process: Process) -> None:
+        """`process` has exited: free `name` if it still stands for it."""
+        with self.lock:
+            if self._processes.get(name) is process:
+                del self._processes[name]
+
+
 def spawn(new_process: Callable[[str | None], Process], fn: Callable[..., Any],
           args: tuple[Any, ...], name: str | None,
           before_start: Callable[[Process], None] | None) -> Process:
