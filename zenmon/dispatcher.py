@@ -11,6 +11,12 @@ and as soon as a watcher has read half of it, each inbox is topped up to
 a work message waits behind at most that many DOWNs. DOWNs for a full inbox are
 parked in the core on a queue of their own, so a tick costs what it delivers, not
 what is queued.
+
+The core's ``dispatch`` returns the processes whose inboxes got DOWNs; each is told
+once per tick (``Process._delivered``: wake its receivers, and in adaptive mode the
+inbox length at which to ask for more). A process asks with ``refill``; anyone who
+queued DOWNs calls ``downs_queued``, which wakes the I/O thread only while the
+dispatcher sleeps.
 """
 
 from __future__ import annotations

@@ -9,6 +9,25 @@ Threads: the I/O thread owns every ZeroMQ socket and every sweep timer.
 they touch only the core tables (each core call is atomic: a critical section)
 and inboxes. Work that needs a socket (``connect``) is posted to the I/O thread
 (``ctx.io.call``) and wakes it through a pipe.
+
+Each operation takes one short path and enters the core at one place:
+
+- ``p.monitor(pid)``: Process -> ``Core.monitor_pid`` (one C call). Refused (no
+  route to that node yet, dead target, old incarnation): Process -> Local ->
+  ``Connector.bind`` (binds and routes the connector) -> ``Core.monitor_pid``
+  again, or ``Core.monitor_fired`` for a ``noproc``.
+- ``p.monitor(name)``: Process -> Local -> ``Core.monitor``; a remote name:
+  Process -> Local -> Connector -> ``Core.monitor``.
+- ``p.demonitor(ref)``: Process -> ``Core.demonitor``.
+- ``p.link(pid)``: Process -> Links -> ``link_local`` or, after ``Connector.bind``,
+  ``link_remote``.
+- ``p.exit(reason)``: Process -> ``Core.process_exit``, then the name and the node
+  monitors go and the dispatcher is woken if DOWNs were queued.
+- delivery: I/O thread -> ``Dispatcher.tick`` -> ``Core.dispatch`` -> each
+  touched ``Process`` (``_delivered``).
+- the wire: a SUBSCRIBE batch: Proxy -> ``Core.subscribe_many``; a dead summary:
+  Connector -> ``Core.fire_dead_summary``; a lost node: Connector ->
+  ``Core.fire_connector``.
 """
 
 from __future__ import annotations
