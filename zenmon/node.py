@@ -115,7 +115,7 @@ class Node:
             (config or Config()).replace(**settings) if settings else (config or Config()),
             _metrics.WireCounters(), curve, NodeMonitors(), self._names.whereis,
             self.process, self._names.unregister)
-        ctx.io = IOThread(ctx)
+        ctx.io = self._io = IOThread(ctx)
         ctx.connectors = Connectors(ctx)
 
     # ------------------------------------------------------------ life cycle
@@ -181,7 +181,7 @@ class Node:
         GOODBYE to every proxy this node watches): their monitors on this node's
         processes fire ``"nodedown"`` within a sweep plus delivery, not after a timeout.
         """
-        io = self._ctx.io
+        io = self._io
         if not io.running:
             return
         io.stop(timeout)
@@ -195,7 +195,8 @@ class Node:
                 process.exit(reason)
 
     def _require_started(self) -> None:
-        self._ctx.require_started()
+        if not self._io.running:       # (process() is hot: one attribute, no calls)
+            self._ctx.require_started()
 
     # ------------------------------------------------------------- processes
 
