@@ -441,7 +441,8 @@ class Process:
         """The dispatcher put DOWNs in this inbox: wake the receivers. Adaptive mode:
         below `refill_at` messages (0: never) ask the dispatcher for more."""
         self._refill_at = refill_at
-        self._wake()
+        if self._waiters:          # (as _wake: no second call when nobody waits)
+            self._wake()
 
     def _wake(self) -> None:
         if self._waiters:
