@@ -47,15 +47,17 @@ class Harness:
     def __init__(self) -> None:
         node = zenmon.Node(listen="tcp://127.0.0.1:0", demand_interval=1,
                            heartbeat_timeout=3_600_000)
-        node._run = lambda: None   # type: ignore[method-assign]  # the harness is the I/O thread
+        io = node._ctx.io
+        io._run = lambda *parts: None   # type: ignore[method-assign]  # the harness is the I/O thread
         node.start()
-        assert node._thread is not None
-        node._thread.join()
+        assert io._thread is not None
+        io._thread.join()
         self.node = node
-        self.proxy = node._proxy
+        self.io = io
+        self.proxy = node._ctx.proxy
         self.processes = [node.process(name=name) for name in NAMES]
         self.watcher = node.process()
-        self.remote = node._context.socket(zmq.ROUTER)   # type: ignore[union-attr]
+        self.remote = io.socket(zmq.ROUTER)
         self.remote.setsockopt(zmq.LINGER, 0)
         port = self.remote.bind_to_random_port("tcp://127.0.0.1")
         self.remote_address = f"tcp://127.0.0.1:{port}"
@@ -67,17 +69,14 @@ class Harness:
 
     def pump(self) -> None:
         """One turn of the I/O loop, without polling."""
-        node = self.node
+        node, io = self.node, self.io
         now = time.monotonic()
-        for _ in range(len(node._commands)):
-            node._guarded(node._commands.popleft())
-        node._dispatcher.tick(now + 1.0)
-        for connector in list(node._all_connectors):
-            node._guarded(connector.sweep, now)
-            if connector.closed:
-                node._all_connectors.remove(connector)
-        node._guarded(self.proxy.sweep, now)
-        node._drain_wake()
+        for _ in range(len(io._commands)):
+            io._guarded(io._commands.popleft())
+        node._ctx.dispatcher.tick(now + 1.0)
+        node._ctx.connectors.sweep(now, io._guarded)
+        io._guarded(self.proxy.sweep, now)
+        io._drain_wake()
         while True:   # what connectors sent to our stand-in remote: drop it
             try:
                 self.remote.recv_multipart(zmq.NOBLOCK)
@@ -85,7 +84,7 @@ class Harness:
                 break
         for process in (*self.processes, self.watcher):
             process._messages.clear()
-        errors = node._wire.internal_errors
+        errors = node._ctx.wire.internal_errors
         if errors != self.internal_errors:
             self.internal_errors = errors
             raise Finding(f"the node counted an internal error ({errors})")
@@ -93,7 +92,7 @@ class Harness:
     def session(self) -> Any:
         """The connector to the stand-in remote, with a session UP and targets watched."""
         node = self.node
-        connector = node._connector(self.remote_address)
+        connector = node._ctx.connectors.current(self.remote_address)
         if connector.state is not State.UP:
             connector.start_session(time.monotonic(), 3600.0)
             connector.handle(p.pack(p.WELCOME, REMOTE_INCARNATION, node.incarnation,

@@ -32,7 +32,7 @@ def test_no_write_into_a_reused_fd_after_stop(tmp_path):
     node = zenmon.Node(listen=LOOPBACK).start()
     target, watcher = node.process(), node.process()
     watcher.monitor(target.pid)
-    old_wake_w = node._wake_w
+    old_wake_w = node._ctx.io.wake_fd
     node.stop()
     opened = []
     try:

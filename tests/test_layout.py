@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "zenmon"
 TOOLS = "zenmon.tools"
@@ -253,14 +251,119 @@ def test_core_is_a_thin_facade() -> None:
     assert not re.findall(r"^    cdef \w[\w *]* \w+\(self", body, re.M)
 
 
-LIBRARY_CYCLES: list[list[str]] = find_cycles(library_graph())
-
-
-@pytest.mark.xfail(
-    bool(LIBRARY_CYCLES), strict=True,
-    reason=f"import cycles in library components (being untangled under issue 8): "
-           f"{LIBRARY_CYCLES}")
 def test_the_library_import_graph_has_no_cycles() -> None:
     graph = library_graph()
     assert "zenmon.node" in graph and "zenmon._core" in graph["zenmon.node"], graph
     assert find_cycles(library_graph()) == []
+
+
+# ------------------------------------------------- components see what they use
+
+#: The modules that wire the library together: the package's front, the node.
+WIRING = frozenset({"zenmon", "zenmon.node", "zenmon.cli", "zenmon.__main__"})
+#: Underscore attributes a module may use on objects of another module's classes:
+#: (module, attribute) -> why. Keep it short; every entry must still be in use.
+PRIVATE_HOOKS = {
+    ("zenmon.dispatcher", "_delivered"):
+        "Process's hook for the DOWNs a dispatcher tick put in its inbox (wake, pace)",
+}
+
+
+def own_private_names(tree: ast.Module) -> set[str]:
+    """The underscore names a module's own classes define: ``self._x = ...``,
+    ``__slots__`` entries, methods."""
+    own: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            own.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                        and target.value.id in ("self", "cls")):
+                    own.add(target.attr)
+                elif (isinstance(target, ast.Name) and target.id == "__slots__"
+                      and isinstance(node.value, (ast.Tuple, ast.List))):
+                    own.update(e.value for e in node.value.elts
+                               if isinstance(e, ast.Constant) and isinstance(e.value, str))
+    return {name for name in own if name.startswith("_")}
+
+
+def private_uses(source: str) -> list[tuple[int, str]]:
+    """Where a module touches underscore attributes that are not its own -> [(line, expr)].
+
+    ``self._x`` is always fine; ``other._x`` only when ``_x`` belongs to a class of the
+    same module (a connector handing names to its successor); ``a._x._y`` never (that
+    reaches through an object into another's private state, as ``self._node._core``
+    did). Dunder names are public protocol.
+    """
+    tree = ast.parse(source)
+    own = own_private_names(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        if node.attr.startswith("__") and node.attr.endswith("__"):
+            continue
+        value = node.value
+        if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+            continue
+        if isinstance(value, ast.Name) and node.attr in own:
+            continue
+        found.append((node.lineno, ast.unparse(node)))
+    return sorted(found)
+
+
+def reaches_through_node(source: str) -> list[tuple[int, str]]:
+    """Uses of some ``_node`` attribute's own attributes (``self._node.x``) -> [(line, expr)]."""
+    return sorted((node.lineno, ast.unparse(node)) for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                  and node.value.attr == "_node")
+
+
+def library_sources() -> dict[str, str]:
+    return {name: path.read_text() for name, path in package_modules().items()
+            if path.suffix == ".py" and not name.startswith(TOOLS)}
+
+
+def test_the_private_attribute_checker_sees_a_reach() -> None:
+    source = (
+        "class A:\n"
+        "    __slots__ = ('_mine',)\n"
+        "    def f(self, other, node):\n"
+        "        self._own = other._mine\n"       # same module: fine
+        "        self._node._core.monitor()\n"   # a chain: never
+        "        node._wake_io()\n"              # another module's: flagged
+        "        return self._node.address\n")
+    assert private_uses(source) == [(5, "self._node._core"), (6, "node._wake_io")]
+    assert reaches_through_node(source) == [(5, "self._node._core"), (7, "self._node.address")]
+
+
+def test_no_module_touches_another_modules_private_attributes() -> None:
+    wrong, used = [], set()
+    for name, source in library_sources().items():
+        for line, expr in private_uses(source):
+            hook = (name, expr.rpartition(".")[2])
+            if hook in PRIVATE_HOOKS:
+                used.add(hook)
+            else:
+                wrong.append(f"{name}:{line}: {expr}")
+    assert wrong == [], ("private attributes of other modules' objects (give the owner a "
+                         f"method, or pass what is needed in the context): {wrong}")
+    assert used == set(PRIVATE_HOOKS), f"unused PRIVATE_HOOKS: {set(PRIVATE_HOOKS) - used}"
+
+
+def test_components_never_see_the_node() -> None:
+    """Components get a NodeContext: they import ``Node`` for type hints at most, and
+    nothing goes through a node they hold (a Process keeps one only for ``.node``)."""
+    graph = library_graph()
+    wrong = [f"{name} imports zenmon.node" for name, targets in graph.items()
+             if name not in WIRING and "zenmon.node" in targets]
+    for name, source in library_sources().items():
+        if name not in WIRING:
+            wrong += [f"{name}:{line}: {expr}" for line, expr in reaches_through_node(source)]
+    assert wrong == []
+    # the context is what they are built with
+    for name in ("connector", "proxy", "local", "links", "dispatcher", "iothread", "process"):
+        source = (PACKAGE / f"{name}.py").read_text()
+        assert "ctx: NodeContext" in source, f"zenmon.{name} is not built with the context"

@@ -126,10 +126,10 @@ def test_node_monitors_of_an_exited_process_are_dropped(node_factory):
     listener.monitor_nodes(True)
     for _ in range(3):
         watcher.monitor_node(f"tcp://127.0.0.1:{free_port()}")
-    assert local._node_monitors.sizes() == (3, 1)
+    assert local._ctx.node_monitors.sizes() == (3, 1)
     watcher.exit()
     listener.exit()
-    assert local._node_monitors.sizes() == (0, 0)
+    assert local._ctx.node_monitors.sizes() == (0, 0)
     with pytest.raises(zenmon.ProcessExited):
         watcher.monitor_node("tcp://127.0.0.1:1")
 
@@ -205,6 +205,6 @@ def test_demonitor_racing_node_down_leaves_no_stray_message(node_factory):
             assert sorted(got) == sorted(kept)
             assert not any(getattr(m, "ref", None) in dropped for m in watcher._messages)
             watcher.exit()
-        assert local._node_monitors.sizes() == (0, 0)
+        assert local._ctx.node_monitors.sizes() == (0, 0)
     finally:
         sys.setswitchinterval(interval)

@@ -215,6 +215,30 @@ def test_node_restart_on_the_same_port(node_factory, remote_node, heartbeat_time
     assert_nothing_more_remote(local, new, watcher)
 
 
+def test_pids_of_a_restarted_node_take_the_monitor_fast_path(node_factory, remote_node):
+    """The connector made for a new incarnation (seen from one of its pids) is routed:
+    further monitors of its pids are placed by ``Core.monitor_pid`` in one C call, as
+    before the restart (it used to send each of them through the Python slow path)."""
+    local = node_factory(**REMOTE_SETTINGS)
+    port = free_port()
+    old = remote_node(port=port)
+    watcher = local.process()
+    (old_pid,) = old.spawn(1)
+    old_ref = watcher.monitor(old_pid)
+    old.kill()
+    new = remote_node(port=port)
+    new_pids = new.spawn(2)
+    first = watcher.monitor(new_pids[0])     # the restart, seen from a pid
+    placed = local._core.monitor_pid(watcher.pid.id, new_pids[1])
+    assert placed, "the new incarnation's connector is not routed"
+    wait_subscribed(new, 2)
+    new.exit(new_pids, "gone")
+    downs = {d.ref: d for d in receive_all(watcher, 3, timeout=10)}
+    assert set(downs) == {old_ref, first, placed}
+    assert downs[old_ref].reason == "nodedown"
+    assert downs[first].reason == downs[placed].reason == "gone"
+
+
 def test_restart_noticed_by_heartbeats_alone(node_factory, remote_node):
     """No new monitors after the restart: the old ones still fire nodedown."""
     local = node_factory(**REMOTE_SETTINGS)

@@ -214,7 +214,7 @@ cdef class Core:
         """
         cdef uint32_t slot, t
         cdef Py_ssize_t fired = 0
-        cdef object inbox, owner, batch, parked
+        cdef object _inbox, _owner, _batch, _parked
         with cython.critical_section(self):
             slot = process_slot(self, pid_id)
             if slot == NIL:
@@ -222,10 +222,10 @@ cdef class Core:
             # the slot's Python references are released when this call returns, with
             # the tables consistent: freeing them can run arbitrary code (finalizers,
             # weakref callbacks) and so let another thread in (no allocation here)
-            inbox = self.inboxes[slot]
-            owner = self.process_objects[slot]
-            batch = self.last_batch.get(slot)
-            parked = self.parked.get(slot)
+            _inbox = self.inboxes[slot]
+            _owner = self.process_objects[slot]
+            _batch = self.last_batch.get(slot)
+            _parked = self.parked.get(slot)
             if self.links_live:
                 links_on_exit(self, slot, pid_id, reason)    # exit signals out
             t = target_find(self, 0, pid_id)

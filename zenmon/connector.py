@@ -7,7 +7,14 @@ WELCOME for compatibility and identity (WELCOME names the proxy's node: a node
 reached under an address that is not its identity is refused), heartbeats, and
 ``nodedown`` for every monitor it holds when the node dies, stops (FAREWELL),
 restarts, or cannot be reached. All methods but
-``monitor``/``monitor_name``/``compatibility`` run on the node's I/O thread.
+``bind``/``monitor_name``/``compatibility`` run on the node's I/O thread.
+``Connectors`` finds the current connector of an address (making it on first use).
+
+Monitors and links of remote pids do not pass through here: Local and Links ask
+``bind(incarnation)`` which connector takes the pid, then enter the core themselves
+(``Core.monitor_pid``, ``link_remote``); the core queues the subscribe for the next
+sweep. Monitors by remote name enter the core here (``monitor_name``: the name key
+lives on this connector).
 
 Liveness has two phases. The DEALER runs ZMTP heartbeats (in libzmq's threads, no
 GIL needed) and a socket monitor reports its transport: a peer silent for
@@ -37,6 +44,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -44,24 +52,24 @@ from zmq.utils.monitor import parse_monitor_message
 
 from . import _core
 from . import protocol as p
-from ._core import (
-    CONNECTOR_CLOSED,
-    NAME_KEY_FLAG,
-    NO_SUBSCRIBER,
-    TARGET_DEAD,
-    UNSUBSCRIBE_FLAG,
-    Pid,
-)
+from ._core import CONNECTOR_CLOSED, NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLAG
 from .codec import CodecError, decode_reasons, encode_reasons
-from .curve import split_address
+from .curve import Curve, split_address
 from .errors import ProcessExited
 
 if TYPE_CHECKING:
     import concurrent.futures
 
-    from .node import Node
+    from .context import NodeContext
 
 
+#: What ``Connector.bind`` answers for a pid's incarnation.
+BOUND, OLDER, NEWER = 0, -1, 1
+#: What a connector's socket monitor reports (see Connector.on_transport_event).
+TRANSPORT_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+                    | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
 READ_SLICE = 0.01      # seconds of frame handling per on_readable call (see proxy)
 FAREWELL_LINGER = 200  # ms a closing DEALER may take to send its GOODBYE
@@ -81,14 +89,14 @@ class State(enum.Enum):
 class Connector:
     """The link to the node at `address`, for pids of one incarnation."""
 
-    def __init__(self, node: Node, address: str, incarnation: int = 0) -> None:
+    def __init__(self, ctx: NodeContext, address: str, incarnation: int = 0) -> None:
         p.check_address(address)
-        self._node = node
-        self._core = node._core
+        self._ctx = ctx
+        self._core = ctx.core
         self.address = address
         self.endpoint, self.server_key = split_address(address)
-        self.index: int = node._core.connector_new()
-        self.incarnation = incarnation       # 0 until a pid or WELCOME tells
+        self.index: int = ctx.core.connector_new()
+        self.incarnation = 0                 # 0 until a pid or WELCOME tells
         self.state = State.IDLE
         self.retired = False                 # the remote restarted: no new monitors here
         self.firing = False                  # a chunked nodedown is under way
@@ -124,29 +132,13 @@ class Connector:
         self.names: dict[int, tuple[str, str]] = {}
         self._names_lock = threading.Lock()
         self._last_name_key = 0
+        if incarnation:
+            self.adopt(incarnation)
 
     def __repr__(self) -> str:
         return f"<Connector {self.address} inc={self.incarnation} {self.state.value}>"
 
     # ------------------------------------------------------- any thread
-
-    def monitor(self, subscriber: int, pid: Pid) -> int:
-        """Monitor remote `pid` for process id `subscriber`. -> ref (never waits)."""
-        if self.incarnation == 0:
-            self.adopt(pid.incarnation)
-        if pid.incarnation != self.incarnation:
-            if pid.incarnation < self.incarnation:   # an older incarnation: dead
-                return self._node._local.fired(subscriber, (pid, "noproc", None), False)
-            self.restart_seen_from_user()
-            return self._node._connector(self.address, pid.incarnation).monitor(
-                subscriber, pid)
-        ref = self._core.monitor(subscriber, self.index, pid.id, False)
-        if ref == CONNECTOR_CLOSED:     # retired and closed since the caller found it
-            return self._node._connector(self.address, pid.incarnation).monitor(
-                subscriber, pid)
-        if ref <= TARGET_DEAD:
-            raise ProcessExited("a dead process cannot monitor")
-        return ref
 
     def monitor_name(self, subscriber: int, name: str) -> int:
         """Monitor the process registered as `name` on the remote node."""
@@ -157,7 +149,7 @@ class Connector:
                 del self.names[key]
                 del self._name_keys[name]
         if ref == CONNECTOR_CLOSED:     # retired and closed since the caller found it
-            return self._node._connector(self.address).monitor_name(subscriber, name)
+            return self._ctx.connectors.current(self.address).monitor_name(subscriber, name)
         if ref <= TARGET_DEAD:
             raise ProcessExited("a dead process cannot monitor")
         return ref
@@ -172,22 +164,27 @@ class Connector:
             self.names[key] = (name, self.address)
         return key
 
-    def link(self, subscriber: int, pid: Pid, others: list[int]) -> None:
-        """Link process id `subscriber` to remote `pid` (never waits)."""
+    def bind(self, incarnation: int) -> int:
+        """Take pids of `incarnation` of this connector's node? (Local and Links ask before
+        they monitor or link such a pid.)
+
+        -> ``BOUND``: yes; this connector is bound to that incarnation (the first pid
+        seen binds it) and, unless retired, routed, so ``Core.monitor_pid`` finds it.
+        ``OLDER``: that incarnation is older than this one's, its processes are dead.
+        ``NEWER``: the node has restarted; this connector is retired now, so ask
+        ``connectors.current(address, incarnation)`` for the one that takes them.
+        """
         if self.incarnation == 0:
-            self.adopt(pid.incarnation)
-        if pid.incarnation != self.incarnation:
-            if pid.incarnation < self.incarnation:   # an older incarnation: dead
-                self._node._links.fired(subscriber, self.index, pid, "noproc")
-                return
-            self.restart_seen_from_user()
-            self._node._connector(self.address, pid.incarnation).link(subscriber, pid, others)
-            return
-        status = _core.link_remote(self._core, subscriber, self.index, pid.id, others)
-        if status == CONNECTOR_CLOSED:  # retired and closed since the caller found it
-            self._node._connector(self.address, pid.incarnation).link(subscriber, pid, others)
-        elif status == NO_SUBSCRIBER:
-            raise ProcessExited("a dead process cannot link")
+            self.adopt(incarnation)
+        if incarnation == self.incarnation:
+            if not self.retired:
+                # again: a route lost to a race (retire, adopt) is put back here
+                self._core.route(self.address, self.index, incarnation)
+            return BOUND
+        if incarnation < self.incarnation:
+            return OLDER
+        self.restart_seen_from_user()
+        return NEWER
 
     def compatibility(self) -> str:
         """"compatible" once the remote answered with our protocol; else "incompatible"."""
@@ -207,7 +204,7 @@ class Connector:
     def restart_seen_from_user(self) -> None:
         """A pid of a newer incarnation was seen: this incarnation is gone."""
         self.retire()
-        self._node._call_in_io(self.incarnation_gone)
+        self._ctx.io.call(self.incarnation_gone)
 
     # ------------------------------------------------------- I/O thread
 
@@ -224,7 +221,7 @@ class Connector:
         """One connector sweep: connect, fail, heartbeat, and send queued instructions."""
         if self.closed or self.firing:
             return
-        config = self._node._config
+        config = self._ctx.config
         core = self._core
         # a stall of this node's own I/O thread (GC, GIL) is not the peer's silence
         stall = (now - self.last_sweep - 2 * config.connector_sweep_interval / 1000
@@ -233,7 +230,7 @@ class Connector:
         if stall > config.heartbeat_interval / 1000 and self.last_heard:
             self.last_heard = min(now, self.last_heard + stall)
         has_work = (core.connector_pending(self.index) or core.connector_targets(self.index)
-                    or self._node._node_monitors.watching(self)
+                    or self._ctx.node_monitors.watching(self)
                     or _core.connector_link_pending(core, self.index))
         if self.state is State.IDLE:
             if self.retired:
@@ -244,12 +241,12 @@ class Connector:
                     # they belong to the new incarnation; by pid, they are dead
                     self.hand_names_over()
                     self.fire_all()
-                    self._node._node_monitors.session_down(self, self.address, "restart",
+                    self._ctx.node_monitors.session_down(self, self.address, "restart",
                                                            False)
             elif has_work:
                 if now < self.penalty_until:
                     self.fire_all()        # incompatible, penalty running: nodedown at once
-                    self._node._node_monitors.session_down(self, self.address,
+                    self._ctx.node_monitors.session_down(self, self.address,
                                                            "incompatible", False)
                 else:
                     self.start_session(now, config.connect_timeout / 1000)
@@ -334,7 +331,7 @@ class Connector:
         """Open a fresh session: new socket, new session id, HELLO."""
         self.close_socket()
         try:
-            self.socket, self.monitor_socket = self._node._open_dealer(self)
+            self.socket, self.monitor_socket = self.open_dealer()
         except zmq.ZMQError as exc:       # e.g. an endpoint ZeroMQ cannot parse
             _log.warning("zenmon connector %s: cannot dial (%s): nodedown", self.address, exc)
             self.incompatible()
@@ -351,22 +348,22 @@ class Connector:
 
     def send_hello(self, now: float) -> None:
         """(Re)send HELLO for the current session."""
-        config = self._node._config
+        config = self._ctx.config
         if config.dispatch_mode == "adaptive":   # we pace our own inboxes: ask for more
-            body = p.hello_body(self._node.address, config.adaptive_summary_size,
+            body = p.hello_body(self._ctx.address, config.adaptive_summary_size,
                                 config.adaptive_summary_interval)
         else:
-            body = p.hello_body(self._node.address)
+            body = p.hello_body(self._ctx.address)
         self.send(self.frame(p.HELLO, body), now)
 
     def frame(self, kind: int, body: bytes = b"") -> bytes:
         """A frame of this session, addressed to the incarnation we believe in."""
-        return p.pack(kind, self._node.incarnation, self.incarnation, self.session, body)
+        return p.pack(kind, self._ctx.incarnation, self.incarnation, self.session, body)
 
     def send(self, frame: bytes, now: float) -> bool:
         """Send without blocking; a refused send is counted in ``wire.frames.unsent``
         (the seq layer recovers). -> whether ZeroMQ took it."""
-        wire = self._node._wire
+        wire = self._ctx.wire
         assert self.socket is not None
         try:
             self.socket.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
@@ -381,7 +378,7 @@ class Connector:
     def on_readable(self, read_slice: float = READ_SLICE) -> None:
         """Read what the remote proxy sent (bounded, so other sockets get their turn)."""
         socket = self.socket
-        wire = self._node._wire
+        wire = self._ctx.wire
         deadline = time.monotonic() + read_slice
         for _ in range(1000):
             if socket is None or socket is not self.socket or time.monotonic() >= deadline:
@@ -408,7 +405,7 @@ class Connector:
         header = p.unpack_header(frame)
         if header.type not in p.PROXY_TYPES or header.session != self.session:
             raise p.ProtocolError("unexpected message type or stale session")
-        if header.receiver != self._node.incarnation:
+        if header.receiver != self._ctx.incarnation:
             raise p.ProtocolError("message for another incarnation of this node")
         if self.incarnation and header.sender != self.incarnation:
             self.restart_seen()
@@ -437,7 +434,7 @@ class Connector:
         elif kind == p.NACK_SUBSCRIBE:
             seq, ack = p.seq_ack(frame)
             self.acked(ack)
-            if now - self.last_resend >= self._node._config.resend_interval / 1000:
+            if now - self.last_resend >= self._ctx.config.resend_interval / 1000:
                 self.last_resend = now
                 for sent_seq, sent in self.unacked:
                     if sent_seq >= seq and not self.send(sent, now):
@@ -457,7 +454,7 @@ class Connector:
                 self.penalty_until = 0.0
                 _log.info("peer %s up (incarnation %d)", self.address, header.sender)
                 self.resolve("compatible")
-                self._node._node_monitors.session_up(self.address)
+                self._ctx.node_monitors.session_up(self.address)
         elif kind == p.RESET:
             self.node_down("reset by peer")
         elif kind == p.FAREWELL:
@@ -466,7 +463,7 @@ class Connector:
     def apply_dead_summary(self, frame: bytes, now: float) -> None:
         """DOWNs for a DEAD_SUMMARY in sequence; a gap asks for a resend."""
         seq, ack, keys, indexes, reasons = p.unpack_dead_summary(
-            frame, self._node._config.max_batch)
+            frame, self._ctx.config.max_batch)
         self.acked(ack)
         if seq == self.dead_expected:
             decoded = decode_reasons(reasons)
@@ -475,7 +472,7 @@ class Connector:
                 self.names)
             self.dead_expected += 1
             if fired:
-                self._node._downs_queued()
+                self._ctx.dispatcher.downs_queued()
             if self.names:
                 self.forget_names(keys)
         elif seq > self.dead_expected:
@@ -489,7 +486,7 @@ class Connector:
 
     def nack(self, now: float) -> None:
         """Ask for the dead summaries from dead_expected on (at most once a heartbeat)."""
-        if now - self.last_nack < self._node._config.heartbeat_interval / 2000:
+        if now - self.last_nack < self._ctx.config.heartbeat_interval / 2000:
             return
         self.last_nack = now
         self.send(self.frame(p.NACK_DEADS, p.pack_seq_ack(self.dead_expected,
@@ -504,10 +501,10 @@ class Connector:
         """
         self.retire()
         self.incarnation_gone()
-        successor = self._node._connector(self.address)
+        successor = self._ctx.connectors.current(self.address)
         if successor is not self:
             successor.start_session(time.monotonic(),
-                                    self._node._config.connect_timeout / 1000)
+                                    self._ctx.config.connect_timeout / 1000)
 
     def incarnation_gone(self) -> None:
         """This retired connector's incarnation is dead: move what never reached it by
@@ -521,7 +518,7 @@ class Connector:
         its address (refs kept; the successor subscribes them)."""
         if not self.names:
             return
-        successor = self._node._connector(self.address)
+        successor = self._ctx.connectors.current(self.address)
         core = self._core
         # the I/O thread alone takes two names locks (old, then new): no deadlock
         with self._names_lock, successor._names_lock:
@@ -533,7 +530,7 @@ class Connector:
             self.names.clear()
             self._name_keys.clear()
         if keys:
-            self._node._wake_io()
+            self._ctx.io.wake()
 
     def incompatible(self, why: str = "incompatible") -> None:
         """The remote spoke another protocol or garbage: penalty, then nodedown."""
@@ -555,7 +552,7 @@ class Connector:
         self.close_socket()
         self.fire_all()
         self.resolve("incompatible")
-        self._node._node_monitors.session_down(self, self.address, why, was_up)
+        self._ctx.node_monitors.session_down(self, self.address, why, was_up)
 
     def fire_all(self, start: int = 0) -> None:
         """``nodedown`` for every target of this connector (and drop queued work).
@@ -568,11 +565,11 @@ class Connector:
                                                   self.names, "nodedown", start, FIRE_CHUNK)
         self.firing = resume >= 0
         if self.firing:
-            self._node._call_in_io(lambda: self.fire_all(resume))
+            self._ctx.io.call(lambda: self.fire_all(resume))
         elif self.names:
             self.forget_names()
         if fired:
-            self._node._downs_queued()
+            self._ctx.dispatcher.downs_queued()
 
     def resolve(self, answer: str) -> None:
         """Answer everyone waiting in ``connect``."""
@@ -629,11 +626,67 @@ class Connector:
                 _log.warning("ZMTP handshake with %s failed (wrong CURVE key, or not "
                              "a zenmon node?)", self.address)
 
+    def open_dealer(self) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+        """A DEALER to this connector's node and its socket monitor, both watched by the
+        I/O thread. -> (dealer, monitor)."""
+        ctx = self._ctx
+        config = ctx.config
+        socket = ctx.io.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IPV6, 1)
+        # ZMTP heartbeats run in libzmq's I/O thread, without the GIL: a dead or cut
+        # link is noticed (DISCONNECTED) even while the peer's Python is stalled
+        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
+            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
+        socket.setsockopt(zmq.HEARTBEAT_TTL, min(config.heartbeat_timeout, 6_553_599))
+        # after a cut, try a fresh TCP connect every heartbeat_interval instead of
+        # waiting on the kernel's SYN backoff (1 s, 3 s...): a healed partition is
+        # reconnected in time for the session to go on
+        connect_probe = max(100, config.heartbeat_interval)
+        socket.setsockopt(zmq.CONNECT_TIMEOUT, connect_probe)
+        self.connect_probe = connect_probe / 1000
+        # the same routing id across reconnects: the proxy keeps the session (ROUTER
+        # handover) and the sequence numbers repair what the reconnect lost
+        socket.setsockopt(zmq.ROUTING_ID, self.routing_id)
+        # bounds on what one peer can queue here (docs/protocol.md, "Limits")
+        socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+        socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
+        socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
+        socket.setsockopt(zmq.RECONNECT_IVL, 50)
+        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if self.server_key is not None:
+            if ctx.curve is None:
+                # no key pair of our own: dial with a throwaway one (the peer's
+                # allow-list decides), so the link is still encrypted
+                secret, public = Curve.generate()
+                Curve(secret, public).dial(socket, self.server_key)
+            else:
+                ctx.curve.dial(socket, self.server_key)
+        monitor = socket.get_monitor_socket(TRANSPORT_EVENTS)
+        socket.connect(self.endpoint)
+        ctx.io.watch(socket, self.on_readable)
+        ctx.io.watch(monitor, self.on_transport_event)
+        return socket, monitor
+
+    def close_dealer(self, socket: zmq.Socket[Any], monitor: zmq.Socket[Any],
+                     linger: int = 0) -> None:
+        """Close a DEALER (after `linger` ms for a last frame) and its monitor."""
+        io = self._ctx.io
+        io.unwatch(monitor)
+        io.unwatch(socket)
+        try:
+            socket.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        monitor.close(linger=0)
+        socket.close(linger=linger)
+
     def close_socket(self, linger: int = 0) -> None:
         """Close this connector's DEALER (queued frames are dropped with it)."""
         if self.socket is not None:
             assert self.monitor_socket is not None
-            self._node._close_dealer(self.socket, self.monitor_socket, linger)
+            self.close_dealer(self.socket, self.monitor_socket, linger)
             self.socket = self.monitor_socket = None
             self.transport_up = False
 
@@ -678,3 +731,55 @@ class Connector:
                 if entry is not None and not core.has_target(self.index, key):
                     del self.names[key]
                     del self._name_keys[entry[0]]
+
+
+class Connectors:
+    """This node's connectors: the current one for each remote address, and every one
+    still open (swept by the I/O thread until it closes)."""
+
+    def __init__(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+        self._current: dict[str, Connector] = {}
+        self.open: list[Connector] = []
+        self._lock = threading.Lock()
+
+    def current(self, address: str, incarnation: int = 0) -> Connector:
+        """The current connector for the node at `address`: made on first use (bound
+        to `incarnation` when given), and again after the node restarted."""
+        connector = self._current.get(address)
+        if connector is not None and not connector.retired:
+            return connector
+        ctx = self._ctx
+        ctx.require_started()
+        if address == ctx.address:
+            raise ValueError("that address is this node's own")
+        with self._lock:
+            connector = self._current.get(address)
+            if connector is None or connector.retired:
+                connector = Connector(ctx, address, incarnation)
+                self._current[address] = connector
+                self.open.append(connector)
+                ctx.io.wake()
+            return connector
+
+    def get(self, address: str) -> Connector | None:
+        """The latest connector for `address` (retired or not), or None; makes none."""
+        return self._current.get(address)
+
+    def indexes(self, address: str, incarnation: int) -> list[int]:
+        """The core indexes of the open connectors for pids of (address, incarnation)."""
+        return [c.index for c in list(self.open)
+                if c.address == address and c.incarnation == incarnation]
+
+    def sweep(self, now: float, run: Callable[..., None]) -> None:
+        """One connector sweep (I/O thread): ``run(connector.sweep, now)`` for each; the
+        closed ones are forgotten."""
+        for connector in list(self.open):
+            run(connector.sweep, now)
+            if connector.closed:
+                self.open.remove(connector)
+
+    def close_all(self) -> None:
+        """Close every connector (the node stops)."""
+        for connector in self.open:
+            connector.close()

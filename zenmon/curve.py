@@ -9,13 +9,9 @@ keys allowed to dial in. Peers refused by the allow-list are counted in
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import zmq
-
-if TYPE_CHECKING:
-    from .node import Node
-
 
 ZAP_DOMAIN = "zenmon"
 
@@ -59,12 +55,12 @@ class Curve:
         public, secret = zmq.curve_keypair()
         return secret, public
 
-    def serve(self, socket: zmq.Socket[Any], node: Node) -> str:
-        """Make `socket` a CURVE server guarded by the allow-list. -> address suffix."""
+    def serve(self, socket: zmq.Socket[Any], context: zmq.Context[Any]) -> str:
+        """Make `socket` a CURVE server guarded by the allow-list, its ZAP handler running
+        in `context` (the node's). -> the address suffix (``?key=``)."""
         from zmq.auth.thread import ThreadAuthenticator
 
-        assert node._context is not None
-        authenticator = ThreadAuthenticator(node._context)
+        authenticator = ThreadAuthenticator(context)
         authenticator.start()
         authenticator.configure_curve_callback(ZAP_DOMAIN, credentials_provider=self)
         self._authenticator = authenticator

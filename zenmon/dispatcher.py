@@ -11,6 +11,12 @@ and as soon as a watcher has read half of it, each inbox is topped up to
 a work message waits behind at most that many DOWNs. DOWNs for a full inbox are
 parked in the core on a queue of their own, so a tick costs what it delivers, not
 what is queued.
+
+The core's ``dispatch`` returns the processes whose inboxes got DOWNs; each is told
+once per tick (``Process._delivered``: wake its receivers, and in adaptive mode the
+inbox length at which to ask for more). A process asks with ``refill``; anyone who
+queued DOWNs calls ``downs_queued``, which wakes the I/O thread only while the
+dispatcher sleeps.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING
 from ._core import take_link_kills
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .context import NodeContext
 
 UNLIMITED_CHUNK = 65536
 SUBTICKS = 10      # the token bucket refills in tenths of demand_interval
@@ -37,15 +43,27 @@ class Dispatcher:
     inbox does not wait long behind. Only DOWNs handed to inboxes spend tokens.
     """
 
-    __slots__ = ("_node", "_core", "next_tick", "tokens", "last_refill", "sleeping")
+    __slots__ = ("_ctx", "_core", "next_tick", "tokens", "last_refill", "sleeping")
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
-        self._core = node._core
+    def __init__(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+        self._core = ctx.core
         self.next_tick = time.monotonic()
         self.last_refill = self.next_tick
         self.tokens = 0.0
         self.sleeping = True     # read by other threads: wake the I/O thread only then
+
+    def downs_queued(self) -> None:
+        """DOWNs (or exit signals) were queued in the core (any thread)."""
+        # the dispatcher sleeps while its queue is empty: wake it then, and only then
+        if self.sleeping:
+            self._ctx.io.wake()
+
+    def refill(self) -> None:
+        """Tick at once (any thread): an adaptive inbox has drained to half its backlog
+        while DOWNs wait for it."""
+        self.next_tick = 0.0
+        self._ctx.io.wake()
 
     def deadline(self) -> float:
         """Monotonic time of the next delivery; never while nothing is queued."""
@@ -57,7 +75,7 @@ class Dispatcher:
 
     def tick(self, now: float) -> None:
         """Deliver what the mode allows now and wake each touched inbox once."""
-        config = self._node._config
+        config = self._ctx.config
         core = self._core
         backlog = 0
         bucket = False
@@ -91,8 +109,7 @@ class Dispatcher:
         refill_at = backlog // 2 + 1 if backlog and core.pending() else 0
         for process in touched:
             if process is not None:
-                process._refill_at = refill_at
-                process._wake()
+                process._delivered(refill_at)
         for process, reason in take_link_kills(core):
             if process is not None:    # a link signal kills it (and so on along its links)
                 process.exit(reason)

@@ -1,8 +1,9 @@
 """Metrics: ZenMonitor's instrument list, live, by full name; Prometheus exposition.
 
-``collect(node)`` reads the core's counters and table sizes plus the wire counters
-kept by the I/O thread. ``PrometheusCollector(node)`` exposes the same values to
-``prometheus_client`` (register it on a registry of your choice).
+``collect(ctx)`` reads a node's core counters and table sizes plus the wire counters
+kept by the I/O thread (``node.metrics()`` calls it). ``PrometheusCollector(node)``
+exposes the same values to ``prometheus_client`` (register it on a registry of your
+choice).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 
 if TYPE_CHECKING:
+    from .context import NodeContext
     from .node import Node
 
 
@@ -47,14 +49,15 @@ COUNTERS = frozenset({
 })
 
 
-def collect(node: Node) -> dict[str, int]:
-    """Every metric of `node` -> {full name: value}."""
-    core = node._core
+def collect(ctx: NodeContext) -> dict[str, int]:
+    """Every metric of the node of `ctx` -> {full name: value}."""
+    core = ctx.core
     counters = core.counters()
     sizes = core.sizes()
-    wire = node._wire
-    proxy = getattr(node, "_proxy", None)
-    curve = node._curve
+    wire = ctx.wire
+    proxy = ctx.proxy
+    curve = ctx.curve
+    connectors = list(ctx.connectors.open)
     inbox_total = core.inbox_total()
     link_sizes = _core.link_sizes(core)
     link_counters = _core.link_counters(core)
@@ -68,13 +71,13 @@ def collect(node: Node) -> dict[str, int]:
         "zenmon.local.processes.size": sizes["processes"],
         "zenmon.local.message_queue_len": inbox_total,
         "zenmon.local.connector.enqueue": counters["connector_enqueue"],
-        "zenmon.local.connector.sweep": sum(c.sweeps for c in list(node._all_connectors)),
+        "zenmon.local.connector.sweep": sum(c.sweeps for c in connectors),
         "zenmon.local.connector.queue_len": sizes["connector_queued"],
-        "zenmon.local.connectors.size": len(node._all_connectors),
+        "zenmon.local.connectors.size": len(connectors),
         # connectors whose queues the core still holds (a closed one keeps 4 words)
         "zenmon.local.connectors.open": sizes["connectors_open"],
         "zenmon.local.connector.names.size": sum(
-            len(c.names) for c in list(node._all_connectors)),
+            len(c.names) for c in connectors),
         "zenmon.local.dispatcher.events.delivered": counters["delivered"],
         "zenmon.local.dispatcher.events.processed": counters["processed"],
         "zenmon.local.dispatcher.queue_len": sizes["downs_queued"],
@@ -149,12 +152,12 @@ class PrometheusCollector:
 
     def describe(self) -> Iterator[Any]:
         """The metric families without samples (a registry checks names with it)."""
-        names = list(collect(self._nodes[0])) if self._nodes else []
+        names = list(self._nodes[0].metrics()) if self._nodes else []
         return iter(self._families(names, {}))
 
     def collect(self) -> Iterator[Any]:
         """Yield one metric family per zenmon metric, one sample per node."""
-        values = {node.address or repr(node): collect(node) for node in list(self._nodes)}
+        values = {node.address or repr(node): node.metrics() for node in list(self._nodes)}
         names = list(dict.fromkeys(name for metrics in values.values() for name in metrics))
         return iter(self._families(names, values))
 

@@ -1,20 +1,40 @@
-"""The node: wires Local, Dispatcher, Connectors and the Proxy around one I/O thread.
+"""The node: lifecycle, the name registry and the settings; it wires the components.
+
+``Node`` makes one :class:`zenmon.context.NodeContext` and the components around it:
+Local, Links, the Dispatcher, the Connectors, the Proxy and the I/O thread
+(``zenmon.iothread``). Each gets the context, never the node.
 
 Threads: the I/O thread owns every ZeroMQ socket and every sweep timer.
 ``monitor``, ``demonitor``, ``exit`` and ``send`` may be called from any thread;
 they touch only the core tables (each core call is atomic: a critical section)
 and inboxes. Work that needs a socket (``connect``) is posted to the I/O thread
-through a command queue and a wake-up pipe.
+(``ctx.io.call``) and wakes it through a pipe.
+
+Each operation takes one short path and enters the core at one place:
+
+- ``p.monitor(pid)``: Process -> ``Core.monitor_pid`` (one C call). Refused (no
+  route to that node yet, dead target, old incarnation): Process -> Local ->
+  ``Connector.bind`` (binds and routes the connector) -> ``Core.monitor_pid``
+  again, or ``Core.monitor_fired`` for a ``noproc``.
+- ``p.monitor(name)``: Process -> Local -> ``Core.monitor``; a remote name:
+  Process -> Local -> Connector -> ``Core.monitor``.
+- ``p.demonitor(ref)``: Process -> ``Core.demonitor``.
+- ``p.link(pid)``: Process -> Links -> ``link_local`` or, after ``Connector.bind``,
+  ``link_remote``.
+- ``p.exit(reason)``: Process -> ``Core.process_exit``, then the name and the node
+  monitors go and the dispatcher is woken if DOWNs were queued.
+- delivery: I/O thread -> ``Dispatcher.tick`` -> ``Core.dispatch`` -> each
+  touched ``Process`` (``_delivered``).
+- the wire: a SUBSCRIBE batch: Proxy -> ``Core.subscribe_many``; a dead summary:
+  Connector -> ``Core.fire_dead_summary``; a lost node: Connector ->
+  ``Core.fire_connector``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import errno
-import inspect
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -28,43 +48,25 @@ from . import metrics as _metrics
 from ._core import Core, Pid
 from .address import split_endpoint
 from .config import Config
-from .connector import Connector
+from .connector import Connectors
+from .context import NodeContext
 from .curve import Curve
 from .dispatcher import Dispatcher
-from .errors import NameTaken, NotStarted, ZenmonError
+from .errors import NameTaken, ZenmonError
+from .iothread import IOThread
 from .links import Links
 from .local import Local
 from .messages import Down, DownBatch, Exit
 from .node_events import NodeMonitors
-from .process import Process
+from .process import Names, Process, spawn
 from .protocol import check_address
 from .proxy import Proxy
-from .truncator import truncate
 
-_log = logging.getLogger("zenmon")
 _log_node = logging.getLogger("zenmon.node")
 #: bind failures that are about the machine (address in use, not ours...), not the text
 _OS_BIND_ERRORS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM}
 _last_incarnation = 0
-#: What a connector's socket monitor reports (see Connector.on_transport_event).
-TRANSPORT_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-                    | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 _incarnation_lock = threading.Lock()
-
-
-def _is_coroutine_function(fn: Any) -> bool:
-    """True for an ``async def`` function, a partial of one, or an object whose
-    ``__call__`` is one."""
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 (a callable's own __call__)
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _name_of(fn: Any) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _new_incarnation() -> int:
@@ -101,37 +103,25 @@ class Node:
             split_endpoint(advertise)
         self._listen = listen
         self._advertise = advertise
-        self._config = (config or Config()).replace(**settings) if settings else (
-            config or Config())
-        self._curve = curve
         self.address = ""
         self.incarnation = 0
         self._core = Core(Down, DownBatch)
         _core.set_exit_type(self._core, Exit)
-        self._names: dict[str, Process] = {}
-        self._lock = threading.RLock()
-        self._connectors: dict[str, Connector] = {}
-        self._all_connectors: list[Connector] = []
-        self._commands: deque[Callable[[], None]] = deque()
-        self._thread: threading.Thread | None = None
-        self._running = False
-        self._context: zmq.Context[Any] | None = None
-        self._wire = _metrics.WireCounters()
-        self._node_monitors = NodeMonitors()
-        self._wake_r = self._wake_w = -1       # the wake pipe: made by start()
-        self._wake_lock = threading.Lock()     # no write races the pipe's close
-        self._wake_pending = False
-        self._poller = zmq.Poller()
-        self._handlers: dict[Any, Callable[[], None]] = {}
-        self._local: Local
-        self._links: Links
-        self._dispatcher: Dispatcher
-        self._proxy: Proxy
+        self._names = Names()
+        self._lock = threading.RLock()         # configure
+        self._started = False
+        ctx = self._ctx = NodeContext(
+            self._core,
+            (config or Config()).replace(**settings) if settings else (config or Config()),
+            _metrics.WireCounters(), curve, NodeMonitors(), self._names.whereis,
+            self.process, self._names.unregister)
+        ctx.io = self._io = IOThread(ctx)
+        ctx.connectors = Connectors(ctx)
 
     # ------------------------------------------------------------ life cycle
 
     def __enter__(self) -> Node:
-        if not self._running:
+        if not self._ctx.running:
             self.start()
         return self
 
@@ -143,15 +133,16 @@ class Node:
 
     def start(self) -> Node:
         """Bind the node's ROUTER, start its I/O thread. -> self."""
-        if self._running:
+        ctx = self._ctx
+        if ctx.running:
             raise ZenmonError("node already started")
-        if self._thread is not None:
+        if self._started:
             raise ZenmonError("a stopped node cannot be restarted: make a new Node")
-        self.incarnation = _new_incarnation()
-        self._context = zmq.Context()
-        self._proxy = Proxy(self)
+        self.incarnation = ctx.incarnation = _new_incarnation()
+        ctx.io.open()
+        proxy = ctx.proxy = Proxy(ctx)
         try:
-            self.address = self._proxy.bind(self._listen, self._advertise)
+            self.address = ctx.address = proxy.bind(self._listen, self._advertise)
         except zmq.ZMQError as exc:
             self._release_start()
             message = f"cannot listen on {self._listen!r}: {exc.strerror}"
@@ -161,27 +152,23 @@ class Node:
         except BaseException:
             self._release_start()
             raise
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
         self._core.set_identity(self.address, self.incarnation)
-        self._local = Local(self)
-        self._links = Links(self)
-        self._dispatcher = Dispatcher(self)
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name=f"zenmon-io {self.address}",
-                                        daemon=True)
-        self._thread.start()
+        ctx.local = Local(ctx)
+        ctx.links = Links(ctx)
+        ctx.dispatcher = Dispatcher(ctx)
+        self._started = True
+        ctx.io.start(f"zenmon-io {self.address}", ctx.dispatcher, ctx.connectors, proxy)
         _log_node.info("node %s started (listening on %s)", self.address, self._listen)
         return self
 
     def _release_start(self) -> None:
         """Undo a start that failed: close the ROUTER, stop ZAP, destroy the context."""
-        self._proxy.close()
-        if self._curve is not None:
-            self._curve.stop()
-        if self._context is not None:
-            self._context.destroy(linger=0)
-            self._context = None
+        ctx = self._ctx
+        if ctx.proxy is not None:
+            ctx.proxy.close()
+        if ctx.curve is not None:
+            ctx.curve.stop()
+        ctx.io.close()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the I/O thread and close every socket. Every process of the node is
@@ -194,33 +181,22 @@ class Node:
         GOODBYE to every proxy this node watches): their monitors on this node's
         processes fire ``"nodedown"`` within a sweep plus delivery, not after a timeout.
         """
-        if not self._running:
+        io = self._io
+        if not io.running:
             return
-        self._running = False
-        self._wake_io()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        io.stop(timeout)
         self._exit_all("shutdown")
-        if self._context is not None:
-            self._context.destroy(linger=0)
-        with self._wake_lock:             # a late _wake_io must not write to a reused fd
-            fds = (self._wake_r, self._wake_w)
-            self._wake_r = self._wake_w = -1
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        io.close()
 
     def _exit_all(self, reason: Any) -> None:
         """Kill every live process of this node with `reason`."""
         for process in _core.live_owners(self._core):
             if process is not None:
-                self._exit_process(process, reason)
+                process.exit(reason)
 
     def _require_started(self) -> None:
-        if not self._running:
-            raise NotStarted("start the node first (node.start() or `with Node(...)`)")
+        if not self._io.running:       # (process() is hot: one attribute, no calls)
+            self._ctx.require_started()
 
     # ------------------------------------------------------------- processes
 
@@ -233,16 +209,17 @@ class Node:
         self._require_started()
         if name is not None and not isinstance(name, str):
             raise TypeError("a process name must be a str")
-        with self._lock:
-            if name is not None and name in self._names:
+        names = self._names
+        with names.lock:
+            if name is not None and name in names:
                 raise NameTaken(f"{name!r} is already registered on {self.address}")
             messages: deque[Any] = deque()
             pid_id = self._core.process_new(messages)
-            process = Process(self, Pid(self.address, self.incarnation, pid_id), name,
-                              messages)
+            process = Process(self._ctx, self, Pid(self.address, self.incarnation, pid_id),
+                              name, messages)
             self._core.set_owner(pid_id, process)
             if name is not None:
-                self._names[name] = process
+                names.add(name, process)
         if bulk:
             process.set_bulk(True)
         return process
@@ -260,88 +237,11 @@ class Node:
         With `name`, the process is registered under that name on this node
         (:class:`zenmon.NameTaken` if the name is in use).
         """
-        return self._spawn(fn, args, name, None)
-
-    def _spawn(self, fn: Callable[..., Any], args: tuple[Any, ...], name: str | None,
-               before_start: Callable[[Process], None] | None) -> Process:
-        """spawn; `before_start(process)` runs after the process exists and before its
-        code does (spawn_link / spawn_monitor: no window in which it dies unseen)."""
-        if _is_coroutine_function(fn):
-            loop = asyncio.get_running_loop()      # before anything is made
-            process = self.process(name)
-            if before_start is not None:
-                before_start(process)
-            self._run_as_task(process, loop, fn(process, *args))
-            return process
-        try:
-            caller_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            caller_loop = None
-        process = self.process(name)
-        if before_start is not None:
-            before_start(process)
-
-        def run_thread() -> None:
-            try:
-                result = fn(process, *args)
-                if inspect.isawaitable(result):
-                    if caller_loop is not None and not caller_loop.is_closed():
-                        caller_loop.call_soon_threadsafe(
-                            self._run_as_task, process, caller_loop, result)
-                        return
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
-                    raise TypeError(
-                        f"{_name_of(fn)} returned an awaitable but no event loop was "
-                        "running when spawn was called: spawn it from a running loop "
-                        "(or pass a coroutine function)")
-            except BaseException as exc:
-                process.exit(exc)
-            else:
-                process.exit("normal")
-
-        threading.Thread(target=run_thread, name=f"zenmon {process.pid}", daemon=True).start()
-        return process
-
-    @staticmethod
-    def _run_as_task(process: Process, loop: asyncio.AbstractEventLoop,
-                     awaitable: Any) -> None:
-        """Run `awaitable` as `process`'s task on `loop` (called on that loop's thread)."""
-        async def run_task() -> None:
-            try:
-                await awaitable
-            except BaseException as exc:  # the exit reason, as in Erlang
-                process.exit(exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                process.exit("normal")
-
-        task = loop.create_task(run_task())
-        process._task = task
-
-        def cancel() -> None:
-            # exit() from inside the task itself is a cooperative return, not a cancel
-            try:
-                if asyncio.current_task() is task:
-                    return
-            except RuntimeError:           # no running loop in this thread
-                pass
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:           # the loop has closed: nothing left to stop
-                pass
-
-        process._cancel = cancel
-        if not process._alive:             # killed before its task existed
-            process._cancel = None
-            cancel()
+        return spawn(self.process, fn, args, name, None)
 
     def whereis(self, name: str) -> Pid | None:
         """The pid registered as `name` on this node, or None."""
-        process = self._names.get(name)
-        return process.pid if process is not None and process._alive else None
+        return self._names.whereis(name)
 
     def is_alive(self, pid: Pid) -> bool:
         """True if `pid` is a live process of this node (incarnation included)."""
@@ -356,75 +256,11 @@ class Node:
             raise TypeError("send takes a zenmon.Pid")
         if pid.node != self.address or pid.incarnation != self.incarnation:
             raise ValueError(f"{pid} is not a process of this node")
-        process = self._process_of(pid.id)
+        process: Process | None = self._core.owner_of(pid.id)
         if process is not None:
             process.send(message)
 
-    def _process_of(self, pid_id: int) -> Process | None:
-        process: Process | None = self._core.owner_of(pid_id)
-        return process
-
-    def _exit_process(self, process: Process, reason: Any) -> None:
-        config = self._config
-        if type(reason) is not str or len(reason) > config.max_binary_size:
-            reason = truncate(reason, config.max_binary_size, config.truncation_depth)
-        name = process.name
-        name_pid = None if name is None else (name, self.address)
-        # one atomic core call: monitors fired, own monitors dropped, remote peers told,
-        # slot freed (so no lock here: a new process may take the slot at once)
-        queued = self._core.process_exit(process._id, (process.pid, reason, name_pid), reason)
-        if queued < 0:
-            return
-        if name is not None:
-            with self._lock:
-                if self._names.get(name) is process:
-                    del self._names[name]
-        self._node_monitors.process_exited(process)
-        # no lock: a receiver registering meanwhile looks at _alive again (receive)
-        process._died()
-        if queued:
-            self._downs_queued()
-
-    def _downs_queued(self) -> None:
-        # the dispatcher sleeps while its queue is empty: wake it then, and only then
-        if self._dispatcher.sleeping:
-            self._wake_io()
-
     # ---------------------------------------------------------------- remote
-
-    def _connector(self, address: str, incarnation: int = 0) -> Connector:
-        """The current connector for the node at `address` (made on first use)."""
-        connector = self._connectors.get(address)
-        if connector is not None and not connector.retired:
-            return connector
-        self._require_started()
-        if address == self.address:
-            raise ValueError("that address is this node's own")
-        with self._lock:
-            connector = self._connectors.get(address)
-            if connector is None or connector.retired:
-                connector = Connector(self, address, incarnation)
-                self._connectors[address] = connector
-                self._all_connectors.append(connector)
-                self._wake_io()
-            return connector
-
-    def _monitor_node(self, process: Process, address: str) -> int:
-        """``process.monitor_node(address)``: a node monitor on `address`'s connector."""
-        if not isinstance(address, str):
-            raise TypeError("monitor_node takes a node address string")
-        split_endpoint(address.partition("?")[0])
-        if not process._alive:
-            from .errors import ProcessExited
-            raise ProcessExited(f"{process.pid} has exited")
-        if address == self.address:
-            raise ValueError("that address is this node's own")
-        while True:
-            connector = self._connector(address)
-            ref = self._node_monitors.monitor(process, connector)
-            if ref is not None:
-                self._wake_io()
-                return ref
 
     def connect(self, address: str, timeout: float | None = None) -> str:
         """Ping the node at `address` now. -> "compatible" | "incompatible" (cached).
@@ -436,9 +272,10 @@ class Node:
         if address == self.address:
             return "compatible"
         if timeout is None:
-            timeout = self._config.connect_timeout / 1000
+            timeout = self._ctx.config.connect_timeout / 1000
         future: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._call_in_io(lambda: self._connector(address).connect_now(future, timeout))
+        connectors = self._ctx.connectors
+        self._ctx.io.call(lambda: connectors.current(address).connect_now(future, timeout))
         try:
             return future.result(timeout + 1.0)
         except concurrent.futures.TimeoutError:
@@ -449,7 +286,7 @@ class Node:
         if isinstance(target, Pid):
             if target.node == self.address:
                 return "compatible"
-            connector = self._connectors.get(target.node)
+            connector = self._ctx.connectors.get(target.node)
             if connector is None or connector.incarnation not in (0, target.incarnation):
                 return "incompatible"
             return connector.compatibility()
@@ -461,7 +298,7 @@ class Node:
         """Cached compatibility of the node at `address`; no network."""
         if address == self.address:
             return "compatible"
-        connector = self._connectors.get(address)
+        connector = self._ctx.connectors.get(address)
         return "incompatible" if connector is None else connector.compatibility()
 
     # -------------------------------------------------------------- settings
@@ -469,161 +306,21 @@ class Node:
     @property
     def config(self) -> Config:
         """The current settings (a frozen snapshot)."""
-        return self._config
+        return self._ctx.config
 
     def configure(self, **settings: Any) -> Config:
         """Change settings at run time; unknown names or bad values raise ValueError."""
+        ctx = self._ctx
         with self._lock:
-            self._config = self._config.replace(**settings)
-        self._wake_io()
-        return self._config
+            ctx.config = ctx.config.replace(**settings)
+        ctx.io.wake()
+        return ctx.config
 
     @property
     def maximum_mps(self) -> float:
         """demand_amount * 1000 / demand_interval: the dispatcher's DOWNs per second."""
-        return self._config.maximum_mps
+        return self._ctx.config.maximum_mps
 
     def metrics(self) -> dict[str, int]:
         """The counters and gauges of this node, by full name (``zenmon.local.monitor``...)."""
-        return _metrics.collect(self)
-
-    # ------------------------------------------------------------- I/O thread
-
-    def _wake_io(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            with self._wake_lock:
-                if self._wake_w < 0:          # not started, or stopped: nothing to wake
-                    return
-                try:
-                    os.write(self._wake_w, b"!")
-                except OSError:
-                    pass
-
-    def _call_in_io(self, command: Callable[[], None]) -> None:
-        self._commands.append(command)
-        self._wake_io()
-
-    def _open_dealer(self, connector: Connector) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
-        """A DEALER to `connector`'s node and its socket monitor, both registered with
-        the I/O poller. -> (dealer, monitor)."""
-        assert self._context is not None
-        config = self._config
-        socket = self._context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.IPV6, 1)
-        # ZMTP heartbeats run in libzmq's I/O thread, without the GIL: a dead or cut
-        # link is noticed (DISCONNECTED) even while the peer's Python is stalled
-        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
-        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
-            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
-        socket.setsockopt(zmq.HEARTBEAT_TTL, min(config.heartbeat_timeout, 6_553_599))
-        # after a cut, try a fresh TCP connect every heartbeat_interval instead of
-        # waiting on the kernel's SYN backoff (1 s, 3 s...): a healed partition is
-        # reconnected in time for the session to go on
-        connect_probe = max(100, config.heartbeat_interval)
-        socket.setsockopt(zmq.CONNECT_TIMEOUT, connect_probe)
-        connector.connect_probe = connect_probe / 1000
-        # the same routing id across reconnects: the proxy keeps the session (ROUTER
-        # handover) and the sequence numbers repair what the reconnect lost
-        socket.setsockopt(zmq.ROUTING_ID, connector.routing_id)
-        # bounds on what one peer can queue here (docs/protocol.md, "Limits")
-        socket.setsockopt(zmq.SNDHWM, config.sndhwm)
-        socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
-        socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
-        socket.setsockopt(zmq.RECONNECT_IVL, 50)
-        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        if connector.server_key is not None:
-            if self._curve is None:
-                # no key pair of our own: dial with a throwaway one (the peer's
-                # allow-list decides), so the link is still encrypted
-                secret, public = Curve.generate()
-                Curve(secret, public).dial(socket, connector.server_key)
-            else:
-                self._curve.dial(socket, connector.server_key)
-        monitor = socket.get_monitor_socket(TRANSPORT_EVENTS)
-        socket.connect(connector.endpoint)
-        self._poller.register(socket, zmq.POLLIN)
-        self._handlers[socket] = connector.on_readable
-        self._poller.register(monitor, zmq.POLLIN)
-        self._handlers[monitor] = connector.on_transport_event
-        return socket, monitor
-
-    def _close_socket(self, socket: zmq.Socket[Any]) -> None:
-        self._handlers.pop(socket, None)
-        try:
-            self._poller.unregister(socket)
-        except KeyError:
-            pass
-        socket.close(linger=0)
-
-    def _close_dealer(self, socket: zmq.Socket[Any], monitor: zmq.Socket[Any],
-                      linger: int = 0) -> None:
-        """Close a connector's DEALER (after `linger` ms for a last frame) and its monitor."""
-        for closing in (monitor, socket):
-            self._handlers.pop(closing, None)
-            try:
-                self._poller.unregister(closing)
-            except KeyError:
-                pass
-        try:
-            socket.disable_monitor()
-        except zmq.ZMQError:
-            pass
-        monitor.close(linger=0)
-        socket.close(linger=linger)
-
-    def _run(self) -> None:
-        poller = self._poller
-        poller.register(self._wake_r, zmq.POLLIN)
-        self._proxy.register(poller)
-        handlers = self._handlers
-        handlers[self._proxy.socket] = self._proxy.on_readable
-        next_connector_sweep = next_batcher_sweep = time.monotonic()
-        dispatcher = self._dispatcher
-        while self._running:
-            now = time.monotonic()
-            deadline = min(dispatcher.deadline(), next_connector_sweep, next_batcher_sweep)
-            timeout = int(max(0.0, deadline - now) * 1000 + 0.999)
-            for socket, _ in poller.poll(timeout):
-                if socket == self._wake_r:
-                    self._drain_wake()
-                else:
-                    handler = handlers.get(socket)
-                    if handler is not None:
-                        self._guarded(handler)
-            for _ in range(len(self._commands)):   # what was posted so far: a command
-                self._guarded(self._commands.popleft())   # that re-posts runs next turn
-            now = time.monotonic()
-            if now >= dispatcher.deadline():
-                self._guarded(dispatcher.tick, now)
-            if now >= next_connector_sweep:
-                next_connector_sweep = now + self._config.connector_sweep_interval / 1000
-                for connector in list(self._all_connectors):
-                    self._guarded(connector.sweep, now)
-                    if connector.closed:
-                        self._all_connectors.remove(connector)
-            if now >= next_batcher_sweep:
-                next_batcher_sweep = now + self._proxy.sweep_interval() / 1000
-                self._guarded(self._proxy.sweep, now)
-        for connector in self._all_connectors:
-            connector.close()
-        self._proxy.close()
-        if self._curve is not None:
-            self._curve.stop()
-
-    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
-        """Run one I/O-thread step; a bug in it is logged and counted, never fatal."""
-        try:
-            step(*args)
-        except Exception:
-            self._wire.internal_errors += 1
-            _log.exception("zenmon I/O thread step %r failed", step)
-
-    def _drain_wake(self) -> None:
-        self._wake_pending = False
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        return _metrics.collect(self._ctx)

@@ -18,10 +18,12 @@ thread; one lock guards the tables.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .errors import ProcessExited
 from .messages import NodeDown, NodeUp
 
 if TYPE_CHECKING:
@@ -113,7 +115,7 @@ class NodeMonitors:
                         refs.discard(ref)
                         if not refs:
                             del self._by_process[process.pid.id]
-                    process._deliver(NodeDown(ref, address, reason))
+                    _deliver(process, NodeDown(ref, address, reason))
         if was_up and self._subscribers:
             self._deliver([(p, NodeDown(None, address, reason))
                            for p in self._subscriber_list()])
@@ -140,4 +142,10 @@ class NodeMonitors:
     @staticmethod
     def _deliver(messages: list[tuple[Process, Any]]) -> None:
         for process, message in messages:
-            process._deliver(message)
+            _deliver(process, message)
+
+
+def _deliver(process: Process, message: Any) -> None:
+    """Put a node event in `process`'s inbox; dropped once the process is dead."""
+    with contextlib.suppress(ProcessExited):
+        process.send(message)

@@ -1,15 +1,28 @@
-"""Processes: anything with an identity that can die, with an inbox.
+"""Processes: anything with an identity that can die, with an inbox; and ``spawn``.
 
 An inbox is a deque plus a list of waiters. Producers append first and wake
 second (under the inbox lock), consumers register as waiters under the same lock
 after a last look at the deque, so no wake-up is ever missed. Waking happens once
 per batch of messages, not once per message.
+
+A process works through its node's context (``zenmon.context``), never the node:
+
+- ``monitor(pid)``: ``Core.monitor_pid``, one C call; when it refuses, Local says
+  why (``Local.monitor_refused``). Names go to ``Local.monitor``.
+- ``demonitor``: ``Core.demonitor`` (node monitors: NodeMonitors).
+- ``link``/``unlink``: Links. ``monitor_node``: the connector of the address and
+  NodeMonitors.
+- ``exit``: ``Core.process_exit``, one call that fires the monitors on it, drops
+  its own and frees its slot; then its name and node monitors go.
+- the dispatcher hands it DOWNs and tells it when to ask for more (``_delivered``);
+  it asks with ``Dispatcher.refill``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 import time
 from collections import deque
@@ -18,11 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import Pid as _Pid
 from ._core import set_trap as _set_trap
+from .address import split_endpoint
 from .errors import ProcessExited
 from .messages import NodeDown as _NodeDown
+from .truncator import truncate
 
 if TYPE_CHECKING:
     from ._core import Pid
+    from .context import NodeContext
     from .node import Node
 
 
@@ -34,17 +50,19 @@ class Process:
     that escapes the block (in the same transportable form as for ``spawn``).
     """
 
-    __slots__ = ("_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
+    __slots__ = ("_ctx", "_node", "pid", "name", "_id", "_messages", "_waiters", "_lock",
                  "_alive", "_task", "_cancel", "_exit_waiters", "_trap_exits", "_core",
                  "_refill_at", "__weakref__")
 
-    def __init__(self, node: Node, pid: Pid, name: str | None, messages: deque[Any]) -> None:
-        self._node = node
+    def __init__(self, ctx: NodeContext, node: Node, pid: Pid, name: str | None,
+                 messages: deque[Any]) -> None:
+        self._ctx = ctx
+        self._node = node           # only for the `node` property
         self.pid = pid
         self.name = name
         self._id = pid.id
         self._messages = messages
-        self._core = node._core     # no bound methods kept: fewer GC-tracked objects
+        self._core = ctx.core       # no bound methods kept: fewer GC-tracked objects
         self._refill_at = 0         # adaptive mode: ask for more below this inbox length
         self._waiters: list[Any] | None = None   # made on first wait (GC-light)
         self._lock = threading.Lock()
@@ -87,7 +105,8 @@ class Process:
             ref = self._core.monitor_pid(self._id, target)
             if ref:
                 return ref
-        return self._node._local.monitor(self._id, target)
+            return self._ctx.local.monitor_refused(self._id, target)
+        return self._ctx.local.monitor(self._id, target)
 
     def demonitor(self, ref: int, flush: bool = False) -> bool:
         """Cancel monitor `ref`: no DOWN for it is delivered afterwards. Always True.
@@ -100,7 +119,7 @@ class Process:
         if 0 < ref < 18446744073709551616:
             self._core.demonitor(self._id, ref)
         elif ref >= 18446744073709551616:
-            self._node._node_monitors.demonitor(self, ref)
+            self._ctx.node_monitors.demonitor(self, ref)
         if flush:
             if ref < 18446744073709551616:
                 # in C, in place: atomic against every appender, order kept
@@ -122,12 +141,12 @@ class Process:
         ``"nodedown"``. Exactly one signal per link. Returns at once; linking twice is
         one link; linking to itself is a no-op.
         """
-        self._node._links.link(self._id, pid)
+        self._ctx.links.link(self._id, pid)
 
     def unlink(self, pid: Pid) -> None:
         """Remove the link to `pid`: no exit signal for it afterwards, on either side
         (one already queued for this process is dropped)."""
-        self._node._links.unlink(self._id, pid)
+        self._ctx.links.unlink(self._id, pid)
 
     @property
     def trap_exits(self) -> bool:
@@ -147,7 +166,7 @@ class Process:
         runs, so no exit of it goes unseen. -> the child Process."""
         if not self._alive:
             raise ProcessExited(f"{self.pid} has exited")
-        return self._node._spawn(fn, args, name, self._link_child)
+        return spawn(self._ctx.new_process, fn, args, name, self._link_child)
 
     def spawn_monitor(self, fn: Callable[..., Any], *args: Any,
                       name: str | None = None) -> tuple[Process, int]:
@@ -156,8 +175,8 @@ class Process:
         if not self._alive:
             raise ProcessExited(f"{self.pid} has exited")
         refs: list[int] = []
-        child = self._node._spawn(fn, args, name,
-                                  lambda child: refs.append(self._watch_child(child)))
+        child = spawn(self._ctx.new_process, fn, args, name,
+                      lambda child: refs.append(self._watch_child(child)))
         return child, refs[0]
 
     def _link_child(self, child: Process) -> None:
@@ -182,7 +201,20 @@ class Process:
         ``connect_timeout`` plus a sweep), unless ``demonitor(ref)`` comes first. While
         the ref is held this node keeps a session with that node.
         """
-        return self._node._monitor_node(self, address)
+        if not isinstance(address, str):
+            raise TypeError("monitor_node takes a node address string")
+        split_endpoint(address.partition("?")[0])
+        if not self._alive:
+            raise ProcessExited(f"{self.pid} has exited")
+        ctx = self._ctx
+        if address == ctx.address:
+            raise ValueError("that address is this node's own")
+        while True:
+            ref = ctx.node_monitors.monitor(self, ctx.connectors.current(address))
+            if ref is not None:
+                ctx.io.wake()
+                return ref
+            # that connector was retired or closed meanwhile: its successor
 
     def monitor_nodes(self, enabled: bool = True) -> None:
         """Receive :class:`zenmon.NodeUp` ``(address)`` for every peer session of this
@@ -190,13 +222,7 @@ class Process:
         goes down (Erlang's ``net_kernel:monitor_nodes``); ``False`` stops them."""
         if not self._alive:
             raise ProcessExited(f"{self.pid} has exited")
-        self._node._node_monitors.subscribe(self, bool(enabled))
-
-    def _deliver(self, message: Any) -> None:
-        # zenmon's own messages (node events): dropped once the process is dead
-        if self._alive:
-            self._messages.append(message)
-            self._wake()
+        self._ctx.node_monitors.subscribe(self, bool(enabled))
 
     def set_bulk(self, enabled: bool = True) -> None:
         """Receive the DOWNs of each dispatcher tick as one :class:`zenmon.DownBatch`.
@@ -219,7 +245,24 @@ class Process:
         Every monitor on it fires with the truncated reason; every monitor it holds
         is dropped (and unsubscribed remotely). Exiting twice is a no-op.
         """
-        self._node._exit_process(self, reason)
+        ctx = self._ctx
+        config = ctx.config
+        if type(reason) is not str or len(reason) > config.max_binary_size:
+            reason = truncate(reason, config.max_binary_size, config.truncation_depth)
+        name = self.name
+        name_pid = None if name is None else (name, ctx.address)
+        # one atomic core call: monitors fired, own monitors dropped, remote peers told,
+        # slot freed (so no lock here: a new process may take the slot at once)
+        queued = self._core.process_exit(self._id, (self.pid, reason, name_pid), reason)
+        if queued < 0:
+            return
+        if name is not None:
+            ctx.unregister(name, self)
+        ctx.node_monitors.process_exited(self)
+        # no lock: a receiver registering meanwhile looks at _alive again (receive)
+        self._died()
+        if queued:
+            ctx.dispatcher.downs_queued()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until this process is dead; TimeoutError after `timeout` seconds."""
@@ -266,7 +309,7 @@ class Process:
                 self._exit_waiters.remove(wake)
 
     def _died(self) -> None:
-        """Called once by the node after the process died: wake and stop its runner."""
+        """Called once by exit, after the process died: wake and stop its runner."""
         self._alive = False
         with self._lock:
             exit_waiters, self._exit_waiters = self._exit_waiters, None
@@ -392,8 +435,14 @@ class Process:
         # adaptive pacing: the inbox has drained to half its backlog and DOWNs are
         # waiting for it: have the dispatcher top it up now, not at its next tick
         self._refill_at = 0
-        self._node._dispatcher.next_tick = 0.0
-        self._node._wake_io()
+        self._ctx.dispatcher.refill()
+
+    def _delivered(self, refill_at: int) -> None:
+        """The dispatcher put DOWNs in this inbox: wake the receivers. Adaptive mode:
+        below `refill_at` messages (0: never) ask the dispatcher for more."""
+        self._refill_at = refill_at
+        if self._waiters:          # (as _wake: no second call when nobody waits)
+            self._wake()
 
     def _wake(self) -> None:
         if self._waiters:
@@ -405,6 +454,129 @@ class Process:
                     wake()
                 except (RuntimeError, ValueError):  # a waiter's event loop has closed
                     pass
+
+
+class Names:
+    """A node's name registry: name -> its live Process. ``lock`` guards a look-then-add
+    (``Node.process``); ``whereis`` and ``unregister`` may be called from any thread."""
+
+    __slots__ = ("lock", "_processes")
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._processes: dict[str, Process] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._processes
+
+    def add(self, name: str, process: Process) -> None:
+        """Register `process` as `name` (hold ``lock``, having checked the name is free)."""
+        self._processes[name] = process
+
+    def whereis(self, name: str) -> Pid | None:
+        """The pid registered as `name`, or None (also while its process is exiting)."""
+        process = self._processes.get(name)
+        return process.pid if process is not None and process._alive else None
+
+    def unregister(self, name: str, process: Process) -> None:
+        """`process` has exited: free `name` if it still stands for it."""
+        with self.lock:
+            if self._processes.get(name) is process:
+                del self._processes[name]
+
+
+def spawn(new_process: Callable[[str | None], Process], fn: Callable[..., Any],
+          args: tuple[Any, ...], name: str | None,
+          before_start: Callable[[Process], None] | None) -> Process:
+    """Run ``fn(process, *args)`` as a new process made by ``new_process(name)``
+    (``node.process``). -> the Process. ``Node.spawn`` documents the rules.
+
+    `before_start(process)` runs after the process exists and before its code does
+    (spawn_link / spawn_monitor: no window in which it dies unseen).
+    """
+    if _is_coroutine_function(fn):
+        loop = asyncio.get_running_loop()      # before anything is made
+        process = new_process(name)
+        if before_start is not None:
+            before_start(process)
+        _run_as_task(process, loop, fn(process, *args))
+        return process
+    try:
+        caller_loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        caller_loop = None
+    process = new_process(name)
+    if before_start is not None:
+        before_start(process)
+
+    def run_thread() -> None:
+        try:
+            result = fn(process, *args)
+            if inspect.isawaitable(result):
+                if caller_loop is not None and not caller_loop.is_closed():
+                    caller_loop.call_soon_threadsafe(
+                        _run_as_task, process, caller_loop, result)
+                    return
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                raise TypeError(
+                    f"{_name_of(fn)} returned an awaitable but no event loop was "
+                    "running when spawn was called: spawn it from a running loop "
+                    "(or pass a coroutine function)")
+        except BaseException as exc:
+            process.exit(exc)
+        else:
+            process.exit("normal")
+
+    threading.Thread(target=run_thread, name=f"zenmon {process.pid}", daemon=True).start()
+    return process
+
+
+def _run_as_task(process: Process, loop: asyncio.AbstractEventLoop, awaitable: Any) -> None:
+    """Run `awaitable` as `process`'s task on `loop` (called on that loop's thread)."""
+    async def run_task() -> None:
+        try:
+            await awaitable
+        except BaseException as exc:  # the exit reason, as in Erlang
+            process.exit(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            process.exit("normal")
+
+    task = loop.create_task(run_task())
+    process._task = task
+
+    def cancel() -> None:
+        # exit() from inside the task itself is a cooperative return, not a cancel
+        try:
+            if asyncio.current_task() is task:
+                return
+        except RuntimeError:           # no running loop in this thread
+            pass
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:           # the loop has closed: nothing left to stop
+            pass
+
+    process._cancel = cancel
+    if not process._alive:             # killed before its task existed
+        process._cancel = None
+        cancel()
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    """True for an ``async def`` function, a partial of one, or an object whose
+    ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 (a callable's own __call__)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 #: Waits longer than this are waits without a deadline (threading's own ceiling).

@@ -39,7 +39,7 @@ from .batcher import dead_summary_body
 from .codec import decode_reasons
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .context import NodeContext
 
 _log = logging.getLogger("zenmon.proxy")
 
@@ -92,9 +92,9 @@ class Peer:
 class Proxy:
     """Serves every remote connector that subscribes to this node's processes."""
 
-    def __init__(self, node: Node) -> None:
-        self._node = node
-        self._core = node._core
+    def __init__(self, ctx: NodeContext) -> None:
+        self._ctx = ctx
+        self._core = ctx.core
         self.socket: zmq.Socket[Any] | None = None
         self.peers: dict[bytes, Peer] = {}
         self._free_indexes: list[tuple[int, CertificateQueue]] = []
@@ -107,17 +107,16 @@ class Proxy:
         """Bind the ROUTER on `listen`. -> the node's address: `advertise` (port 0: the
         bound port) or the listen host as written with the bound port (a wildcard
         host: this machine's host name), plus ``?key=`` with CURVE."""
-        node = self._node
-        assert node._context is not None
+        ctx = self._ctx
         split_endpoint(listen)
-        socket = node._context.socket(zmq.ROUTER)
+        socket = ctx.io.socket(zmq.ROUTER)
         self.socket = socket          # from here on close() cleans up, bind failing or not
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.IPV6, 1)
         # ZMTP heartbeats of its own (the DEALERs' TTL alone is not enforced after a
         # non-PING message): libzmq closes a frozen or cut watcher's connection, which
         # `routable` then sees, with no GIL needed on either side
-        config = node._config
+        config = ctx.config
         socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
         socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
             config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
@@ -127,17 +126,14 @@ class Proxy:
         socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
         socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
         suffix = ""
-        if node._curve is not None:
-            suffix = node._curve.serve(socket, node)
+        if ctx.curve is not None:
+            assert ctx.io.context is not None
+            suffix = ctx.curve.serve(socket, ctx.io.context)
             # NULL-mechanism and wrong-server-key dials fail before ZAP is asked
             self._handshakes = socket.get_monitor_socket(_REFUSED_EVENTS)
         socket.bind(listen)       # on failure the caller's close() releases the socket
         return advertised(listen, socket.getsockopt_string(zmq.LAST_ENDPOINT),
                           advertise) + suffix
-
-    def register(self, poller: zmq.Poller) -> None:
-        """Add the ROUTER to the I/O thread's poller."""
-        poller.register(self.socket, zmq.POLLIN)
 
     def close(self) -> None:
         """Tell every peer this node stops (FAREWELL), then close the ROUTER."""
@@ -158,7 +154,7 @@ class Proxy:
         """Handle what connectors sent (bounded in frames and time, so the sweeps and
         the other sockets get their turn; ZeroMQ fair-queues the peers)."""
         socket = self.socket
-        wire = self._node._wire
+        wire = self._ctx.wire
         deadline = time.monotonic() + READ_SLICE
         for _ in range(1000):
             try:
@@ -177,7 +173,7 @@ class Proxy:
             except p.VersionMismatch:
                 wire.frames_dropped += 1
                 # answer in our own version so the dialler reads "incompatible" at once
-                self.reply(identity, p.pack(p.WELCOME, self._node.incarnation, 0, 0))
+                self.reply(identity, p.pack(p.WELCOME, self._ctx.incarnation, 0, 0))
             except (p.ProtocolError, ValueError):
                 wire.frames_dropped += 1
             if time.monotonic() >= deadline:
@@ -187,8 +183,8 @@ class Proxy:
         """Apply one frame from a connector."""
         header = p.unpack_header(frame)
         kind = header.type
-        node = self._node
-        if len(frame) > node._config.max_frame_size:   # the limit lowered at run time
+        ctx = self._ctx
+        if len(frame) > ctx.config.max_frame_size:   # the limit lowered at run time
             peer = self.peers.get(identity)
             if peer is not None and peer.session == header.session:
                 self.send_peer(peer, p.RESET, b"")
@@ -198,7 +194,7 @@ class Proxy:
             raise p.ProtocolError(f"message type {kind} is not for a proxy")
         now = time.monotonic()
         if kind == p.HELLO:
-            if header.receiver not in (0, node.incarnation):
+            if header.receiver not in (0, ctx.incarnation):
                 self.send(identity, header.session, header.sender, p.RESET, b"")
                 return
             peer = self.peers.get(identity)
@@ -206,18 +202,18 @@ class Proxy:
                 if peer is not None:
                     self.drop(peer)
                 address, size, interval = p.unpack_hello(frame)
-                size = min(size, node._config.max_batch)
+                size = min(size, ctx.config.max_batch)
                 peer = self.new_peer(identity, header.session, header.sender, address, now,
                                      size, interval)
                 _log.info("peer %s joined (watches this node)", address)
             peer.last_heard = now
             self.send(identity, header.session, header.sender, p.WELCOME,
-                      node.address.encode())
+                      ctx.address.encode())
             return
         peer = self.peers.get(identity)
         if (peer is None or peer.session != header.session
-                or header.receiver != node.incarnation or header.sender != peer.incarnation):
-            node._wire.frames_dropped += 1      # unknown session: counted, answered RESET
+                or header.receiver != ctx.incarnation or header.sender != peer.incarnation):
+            ctx.wire.frames_dropped += 1      # unknown session: counted, answered RESET
             self.send(identity, header.session, header.sender, p.RESET, b"")
             return
         peer.last_heard = now
@@ -234,7 +230,7 @@ class Proxy:
         """Apply one frame of an established session."""
         if kind == p.SUBSCRIBE:
             seq, ack, instructions, names, link_ops, link_reasons = p.unpack_subscribe_links(
-                frame, self._node._config.max_batch)
+                frame, self._ctx.config.max_batch)
             self.acked(peer, ack)
             if seq == peer.expected:
                 reasons = decode_reasons(link_reasons) if link_reasons else []
@@ -276,7 +272,7 @@ class Proxy:
     def apply(self, peer: Peer, instructions: memoryview, names: dict[int, str]) -> None:
         """Apply one SUBSCRIBE batch in order, O(1) per instruction; dead or unknown
         targets (names too: resolved here, at subscribe time) answer noproc."""
-        whereis = self._node.whereis
+        whereis = self._ctx.whereis
         resolved: dict[str, int | None] = {}     # each distinct name looked up once
 
         def resolve_name(key: int) -> int | None:
@@ -299,7 +295,7 @@ class Proxy:
         """Apply the link ops of one SUBSCRIBE (after its instructions)."""
         if _core.links_apply(self._core, peer.index, peer.address, peer.incarnation,
                              link_ops, reasons):
-            self._node._downs_queued()
+            self._ctx.dispatcher.downs_queued()
 
     def acked(self, peer: Peer, ack: int) -> None:
         """Forget dead summaries the connector has applied."""
@@ -310,7 +306,7 @@ class Proxy:
     def resend(self, peer: Peer, seq: int, now: float) -> None:
         """Resend unacked dead summaries from `seq` on: at most once per
         ``resend_interval``, the very same frames (no copies), stopping at a full queue."""
-        if now - peer.last_resend < self._node._config.resend_interval / 1000:
+        if now - peer.last_resend < self._ctx.config.resend_interval / 1000:
             return
         peer.last_resend = now
         for sent_seq, frame in peer.unacked:
@@ -319,7 +315,7 @@ class Proxy:
 
     def nack(self, peer: Peer, now: float) -> None:
         """Ask the connector to resend SUBSCRIBE messages from `expected` on."""
-        if now - peer.last_nack < self._node._config.heartbeat_interval / 2000:
+        if now - peer.last_nack < self._ctx.config.heartbeat_interval / 2000:
             return
         peer.last_nack = now
         self.send_peer(peer, p.NACK_SUBSCRIBE,
@@ -333,12 +329,12 @@ class Proxy:
         if self.peers.get(peer.identity) is not peer:
             return                                   # already dropped
         if over_bound:
-            self._node._wire.peers_dropped += 1
+            self._ctx.wire.peers_dropped += 1
             _log.warning("zenmon proxy %s: dropped peer %s (session %x): %s",
-                         self._node.address, peer.address[:200], peer.session, over_bound)
+                         self._ctx.address, peer.address[:200], peer.session, over_bound)
         self._core.drop_peer(peer.index)
         if _core.links_drop_peer(self._core, peer.index, peer.address, peer.incarnation):
-            self._node._downs_queued()     # the links it made fire "nodedown"
+            self._ctx.dispatcher.downs_queued()     # the links it made fire "nodedown"
         del self.peers[peer.identity]
         peer.unacked.clear()
         peer.unacked_bytes = 0
@@ -350,7 +346,7 @@ class Proxy:
         """Batcher sweep: a DEAD_SUMMARY to each peer with certificates whose pace allows
         one now (its own, asked for in HELLO, or this node's batcher settings); drop
         silent peers."""
-        config = self._node._config
+        config = self._ctx.config
         timeout = config.heartbeat_timeout / 1000
         chunk = min(config.batcher_chunk_size, config.max_batch)
         if self._handshakes is not None:
@@ -390,7 +386,7 @@ class Proxy:
                 body = dead_summary_body(peer.batcher, peer.summary_size or chunk,
                                          peer.dead_seq, peer.expected - 1,
                                          config.max_frame_size - p.HEADER.size)
-                frame = p.pack(p.DEAD_SUMMARY, self._node.incarnation, peer.incarnation,
+                frame = p.pack(p.DEAD_SUMMARY, self._ctx.incarnation, peer.incarnation,
                                peer.session, body)
                 peer.unacked.append((peer.dead_seq, frame))
                 peer.unacked_bytes += len(frame)
@@ -402,7 +398,7 @@ class Proxy:
 
     def sweep_interval(self) -> int:
         """Milliseconds until the next batcher sweep: the shortest pace of any peer."""
-        interval = self._node._config.batcher_sweep_interval
+        interval = self._ctx.config.batcher_sweep_interval
         for peer in self.peers.values():
             if peer.summary_interval and peer.summary_interval < interval:
                 interval = peer.summary_interval
@@ -411,7 +407,7 @@ class Proxy:
     def routable(self, peer: Peer) -> bool:
         """Is `peer`'s connection alive? A HEARTBEAT_ACK probe (harmless: the same
         acknowledgement it last had) is refused with EHOSTUNREACH once libzmq closed it."""
-        frame = p.pack(p.HEARTBEAT_ACK, self._node.incarnation, peer.incarnation,
+        frame = p.pack(p.HEARTBEAT_ACK, self._ctx.incarnation, peer.incarnation,
                        peer.session, p.pack_seq_ack(peer.dead_seq, peer.expected - 1))
         try:
             self.socket.send_multipart([peer.identity, frame],  # type: ignore[union-attr]
@@ -427,12 +423,12 @@ class Proxy:
     def send(self, identity: bytes, session: int, receiver: int, kind: int,
              body: bytes) -> None:
         """Send one frame to a connector; unknown or full peers are counted as drops."""
-        self.reply(identity, p.pack(kind, self._node.incarnation, receiver, session, body))
+        self.reply(identity, p.pack(kind, self._ctx.incarnation, receiver, session, body))
 
     def reply(self, identity: bytes, frame: bytes) -> bool:
         """Route `frame` to `identity` without blocking. -> False if ZeroMQ refused it
         (peer gone, or its queue at ``sndhwm``: counted in ``wire.frames.unsent``)."""
-        wire = self._node._wire
+        wire = self._ctx.wire
         try:
             self.socket.send_multipart([identity, frame], zmq.NOBLOCK,  # type: ignore[union-attr]
                                        copy=len(frame) < 65536)
@@ -445,7 +441,7 @@ class Proxy:
 
     def count_refused(self) -> None:
         """Count CURVE handshakes that failed before ZAP (NULL mechanism, wrong key)."""
-        wire = self._node._wire
+        wire = self._ctx.wire
         while True:
             try:
                 event = self._handshakes.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
