@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from . import _core
+from . import _core, liveness
 from . import protocol as p
 from ._core import CONNECTOR_CLOSED, NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLAG
 from .codec import CodecError, decode_reasons, encode_reasons
@@ -60,6 +60,7 @@ from .errors import ProcessExited
 if TYPE_CHECKING:
     import concurrent.futures
 
+    from .config import Config
     from .context import NodeContext
 
 
@@ -73,7 +74,6 @@ TRANSPORT_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
 READ_SLICE = 0.01      # seconds of frame handling per on_readable call (see proxy)
 FAREWELL_LINGER = 200  # ms a closing DEALER may take to send its GOODBYE
-RECONNECT_IVL = 0.05   # s: the DEALER's first reconnect interval (ZMQ_RECONNECT_IVL)
 
 _log = logging.getLogger("zenmon.connector")
 
@@ -110,7 +110,7 @@ class Connector:
         self.retried_at = 0.0                # last CONNECT_RETRIED while down
         self.paused = False                  # silent with a live transport (logged once)
         self.last_sweep = 0.0
-        self.connect_probe = 0.2             # s: the DEALER's ZMQ_CONNECT_TIMEOUT
+        self.zmtp = liveness.zmtp_settings(ctx.config)   # its DEALER's ZMTP settings
         self.session = 0
         self.sub_seq = 0                     # last SUBSCRIBE sent
         self.unacked: deque[tuple[int, bytes]] = deque()
@@ -126,12 +126,7 @@ class Connector:
         self.penalty_until = 0.0
         self.sweeps = 0
         self.waiters: list[concurrent.futures.Future[str]] = []
-        # name <-> name key, for names some monitor here uses (forget_names drops the
-        # rest); keys are never reused, so a late certificate cannot hit a new name
-        self._name_keys: dict[str, int] = {}
-        self.names: dict[int, tuple[str, str]] = {}
-        self._names_lock = threading.Lock()
-        self._last_name_key = 0
+        self.names = NameKeys(address)       # the names some monitor here uses
         if incarnation:
             self.adopt(incarnation)
 
@@ -142,27 +137,17 @@ class Connector:
 
     def monitor_name(self, subscriber: int, name: str) -> int:
         """Monitor the process registered as `name` on the remote node."""
-        with self._names_lock:       # with forget_names: a key is dropped only unused
-            key = self._name_key(name)
+        names = self.names
+        with names.lock:             # with forget_names: a key is dropped only unused
+            key = names.key_for(name)
             ref = self._core.monitor(subscriber, self.index, key, True)
             if ref <= CONNECTOR_CLOSED and not self._core.has_target(self.index, key):
-                del self.names[key]
-                del self._name_keys[name]
+                names.forget(key)
         if ref == CONNECTOR_CLOSED:     # retired and closed since the caller found it
             return self._ctx.connectors.current(self.address).monitor_name(subscriber, name)
         if ref <= TARGET_DEAD:
             raise ProcessExited("a dead process cannot monitor")
         return ref
-
-    def _name_key(self, name: str) -> int:
-        """The key standing for `name` here, made on first use (hold _names_lock)."""
-        key = self._name_keys.get(name)
-        if key is None:
-            self._last_name_key += 1
-            key = NAME_KEY_FLAG | self._last_name_key
-            self._name_keys[name] = key
-            self.names[key] = (name, self.address)
-        return key
 
     def bind(self, incarnation: int) -> int:
         """Take pids of `incarnation` of this connector's node? (Local and Links ask before
@@ -263,23 +248,23 @@ class Connector:
         if not self.transport_up and self.refused:
             self.node_down("connection lost")   # down, and a reconnect failed: not a pause
             return
-        if now - self.last_heard > config.heartbeat_timeout / 1000:
+        if (now - self.last_heard > config.heartbeat_timeout / 1000
+                or now >= self.down_deadline(config)):
             # read what is waiting first: after a long pause of this process (a big
             # GC, a frozen thread) the answers may be queued right here
             self.on_readable(config.heartbeat_timeout / 1000)
             if self.state is not State.UP:
                 return
+            if now >= self.down_deadline(config):
+                # the connection is gone (not re-dialled since) and the peer has not
+                # been reachable for heartbeat_timeout: dead, lost or cut off
+                self.node_down("heartbeat timeout")
+                return
             silent = now - self.last_heard
+            if liveness.paused_too_long(now, self.last_heard, config):
+                self.node_down("pause timeout")
+                return
             if silent > config.heartbeat_timeout / 1000:
-                # a connection down for a heartbeat round (not just cut and being
-                # re-dialled after a short partition) and nothing heard: gone
-                if (not self.transport_up and now - self.transport_down_at
-                        >= config.heartbeat_interval / 1000):
-                    self.node_down("heartbeat timeout")
-                    return
-                if silent > max(config.pause_timeout, config.heartbeat_timeout) / 1000:
-                    self.node_down("pause timeout")
-                    return
                 if not self.paused and self.transport_up:
                     self.paused = True
                     _log.info("peer %s silent for %.1f s with its connection alive: "
@@ -307,6 +292,11 @@ class Connector:
             self.last_heartbeat = now
             self.send(self.frame(p.HEARTBEAT, p.pack_seq_ack(self.sub_seq,
                                                              self.dead_expected - 1)), now)
+
+    def down_deadline(self, config: Config) -> float:
+        """When this peer is down if its connection stays gone (see liveness)."""
+        return liveness.down_deadline(self.last_heard, self.transport_up,
+                                      self.transport_down_at, self.zmtp, config)
 
     def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int,
                        link_ops: bytes = b"", link_reasons: bytes = b"") -> None:
@@ -469,7 +459,7 @@ class Connector:
             decoded = decode_reasons(reasons)
             fired = self._core.fire_dead_summary(
                 self.index, self.address, self.incarnation, keys, decoded, indexes,
-                self.names)
+                self.names.by_key)
             self.dead_expected += 1
             if fired:
                 self._ctx.dispatcher.downs_queued()
@@ -521,14 +511,13 @@ class Connector:
         successor = self._ctx.connectors.current(self.address)
         core = self._core
         # the I/O thread alone takes two names locks (old, then new): no deadlock
-        with self._names_lock, successor._names_lock:
-            keys = {key: successor._name_key(name)
-                    for key, (name, _) in self.names.items()
+        with self.names.lock, successor.names.lock:
+            keys = {key: successor.names.key_for(name)
+                    for key, (name, _) in self.names.by_key.items()
                     if core.has_target(self.index, key)}
             if keys:
                 core.connector_move_names(self.index, successor.index, keys)
             self.names.clear()
-            self._name_keys.clear()
         if keys:
             self._ctx.io.wake()
 
@@ -562,7 +551,8 @@ class Connector:
         messages included) for the whole of it; no new session starts meanwhile.
         """
         fired, resume = self._core.fire_connector(self.index, self.address, self.incarnation,
-                                                  self.names, "nodedown", start, FIRE_CHUNK)
+                                                  self.names.by_key, "nodedown", start,
+                                                  FIRE_CHUNK)
         self.firing = resume >= 0
         if self.firing:
             self._ctx.io.call(lambda: self.fire_all(resume))
@@ -612,8 +602,8 @@ class Connector:
                 # (nobody listens: the peer is dead), not timed out (partition).
                 # Gaps we cannot judge (events read in one batch after a stall of
                 # this thread) are left to the heartbeat_timeout rule.
-                if self.retried_at and (RECONNECT_IVL * 0.6 < now - self.retried_at
-                                        < RECONNECT_IVL + self.connect_probe / 2):
+                ivl, probe = self.zmtp.reconnect_ivl / 1000, self.zmtp.connect_timeout / 1000
+                if self.retried_at and ivl * 0.6 < now - self.retried_at < ivl + probe / 2:
                     self.refused = True
                 self.retried_at = now
             elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
@@ -635,17 +625,12 @@ class Connector:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.IPV6, 1)
         # ZMTP heartbeats run in libzmq's I/O thread, without the GIL: a dead or cut
-        # link is noticed (DISCONNECTED) even while the peer's Python is stalled
-        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
-        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
-            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
-        socket.setsockopt(zmq.HEARTBEAT_TTL, min(config.heartbeat_timeout, 6_553_599))
-        # after a cut, try a fresh TCP connect every heartbeat_interval instead of
-        # waiting on the kernel's SYN backoff (1 s, 3 s...): a healed partition is
-        # reconnected in time for the session to go on
-        connect_probe = max(100, config.heartbeat_interval)
-        socket.setsockopt(zmq.CONNECT_TIMEOUT, connect_probe)
-        self.connect_probe = connect_probe / 1000
+        # link is noticed (DISCONNECTED) even while the peer's Python is stalled; after
+        # a cut, a fresh TCP connect every reconnect_ivl + connect_timeout instead of
+        # the kernel's backoff, so a healed partition is reconnected in time for the
+        # session to go on (zenmon/liveness.py)
+        self.zmtp = liveness.zmtp_settings(config)
+        liveness.apply_heartbeats(socket, self.zmtp, dialer=True)
         # the same routing id across reconnects: the proxy keeps the session (ROUTER
         # handover) and the sequence numbers repair what the reconnect lost
         socket.setsockopt(zmq.ROUTING_ID, self.routing_id)
@@ -653,8 +638,6 @@ class Connector:
         socket.setsockopt(zmq.SNDHWM, config.sndhwm)
         socket.setsockopt(zmq.RCVHWM, config.rcvhwm)
         socket.setsockopt(zmq.MAXMSGSIZE, config.max_frame_size)
-        socket.setsockopt(zmq.RECONNECT_IVL, 50)
-        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         if self.server_key is not None:
             if ctx.curve is None:
                 # no key pair of our own: dial with a throwaway one (the peer's
@@ -706,7 +689,7 @@ class Connector:
         if not self.names:
             return {}
         names = {}
-        known = self.names
+        known = self.names.by_key
         for key in memoryview(instructions).cast("Q"):
             if key & NAME_KEY_FLAG and not key & UNSUBSCRIBE_FLAG:
                 entry = known.get(key)
@@ -718,19 +701,60 @@ class Connector:
                      unsubscribed_only: bool = False) -> None:
         """Drop the name keys among `keys` (all when None) that no monitor uses now."""
         core = self._core
-        with self._names_lock:
+        names = self.names
+        with names.lock:
             if keys is None:
-                candidates = list(self.names)
+                candidates = list(names.by_key)
             else:
                 candidates = [key & ~UNSUBSCRIBE_FLAG
                               for key in memoryview(keys).cast("Q")
                               if key & NAME_KEY_FLAG
                               and (not unsubscribed_only or key & UNSUBSCRIBE_FLAG)]
             for key in candidates:
-                entry = self.names.get(key)
-                if entry is not None and not core.has_target(self.index, key):
-                    del self.names[key]
-                    del self._name_keys[entry[0]]
+                if key in names.by_key and not core.has_target(self.index, key):
+                    names.forget(key)
+
+
+class NameKeys:
+    """The names some monitor on one connector uses, and the keys that stand for them
+    on the wire (one mapping, looked up both ways).
+
+    ``by_key`` (key -> (name, node address)) is what the core builds a name monitor's
+    Down from. Keys are never reused, so a late certificate cannot hit a new name.
+    Changes are made under ``lock``.
+    """
+
+    __slots__ = ("address", "by_key", "lock", "_by_name", "_last")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.by_key: dict[int, tuple[str, str]] = {}
+        self.lock = threading.Lock()
+        self._by_name: dict[str, int] = {}
+        self._last = 0
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def key_for(self, name: str) -> int:
+        """The key standing for `name`, made on first use."""
+        key = self._by_name.get(name)
+        if key is None:
+            self._last += 1
+            key = NAME_KEY_FLAG | self._last
+            self._by_name[name] = key
+            self.by_key[key] = (name, self.address)
+        return key
+
+    def forget(self, key: int) -> None:
+        """Drop `key` and its name."""
+        name, _ = self.by_key.pop(key)
+        del self._by_name[name]
+
+    def clear(self) -> None:
+        """Drop every name."""
+        self.by_key.clear()
+        self._by_name.clear()
 
 
 class Connectors:

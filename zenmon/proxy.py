@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from . import _core
+from . import _core, liveness
 from . import protocol as p
 from ._core import CertificateQueue
 from .address import advertised, split_endpoint
@@ -117,9 +117,7 @@ class Proxy:
         # non-PING message): libzmq closes a frozen or cut watcher's connection, which
         # `routable` then sees, with no GIL needed on either side
         config = ctx.config
-        socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_interval)
-        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, max(
-            config.heartbeat_interval, config.heartbeat_timeout - config.heartbeat_interval))
+        liveness.apply_heartbeats(socket, liveness.zmtp_settings(config), dialer=False)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
         socket.setsockopt(zmq.SNDHWM, config.sndhwm)
