@@ -358,3 +358,70 @@ def test_monitor_of_a_stopped_nodes_process_from_another_node_process(node_facto
     assert target.alive is False
     # the stopped node's own pids read dead
     assert node.is_alive(target.pid) is False
+
+
+@pytest.mark.timeout(60)
+def test_join_racing_exit_never_misses_the_exit(node):
+    """exit() takes the waiters' lock only when it sees a waiter: a join that adds
+    itself at the same moment must still return (it sees the process dead)."""
+    import sys
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        for _ in range(300):
+            proc = node.process()
+            errors: list[BaseException] = []
+
+            def joiner(p=proc, errors=errors):
+                try:
+                    p.join(timeout=10)
+                except BaseException as exc:   # noqa: BLE001 (reported below)
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=joiner) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            proc.exit("done")
+            for thread in threads:
+                thread.join(15)
+                assert not thread.is_alive(), "a join missed the exit"
+            assert errors == []
+            assert not proc._exit_waiters
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_exit_many_exits_each_live_pid_once(node):
+    watcher = node.process()
+    targets = [node.process() for _ in range(50)]
+    named = node.process("session")
+    refs = {watcher.monitor(p.pid): p.pid for p in targets + [named]}
+    joined = threading.Event()
+    threading.Thread(target=lambda: (targets[0].join(10), joined.set())).start()
+    targets[-1].exit("earlier")
+    pids = [p.pid for p in targets] + [named.pid, targets[3].pid]   # a dead one, a repeat
+    assert node.exit_many(pids, ("shutdown", "x" * 5000)) == 50
+    assert joined.wait(10)
+    assert node.whereis("session") is None
+    assert not any(node.is_alive(pid) for pid in pids)
+    downs = [watcher.receive(timeout=5) for _ in range(51)]
+    assert {d.ref for d in downs} == set(refs)
+    by_reason: dict[str, list] = {}
+    for down in downs:
+        key = down.reason if down.reason == "earlier" else "shutdown"
+        by_reason.setdefault(key, []).append(down)
+    assert len(by_reason["earlier"]) == 1 and len(by_reason["shutdown"]) == 50
+    # the reason was truncated once, as exit() truncates it
+    reasons = {repr(d.reason) for d in by_reason["shutdown"]}
+    assert len(reasons) == 1 and len(next(iter(reasons))) < 2000
+    assert node.exit_many([], "x") == 0
+
+
+def test_exit_many_checks_every_pid_before_exiting_any(node, node_factory):
+    other = node_factory()
+    mine = node.process()
+    with pytest.raises(TypeError):
+        node.exit_many([mine.pid, "not a pid"], "x")
+    with pytest.raises(ValueError):
+        node.exit_many([mine.pid, other.process().pid], "x")
+    assert mine.alive

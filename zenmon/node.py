@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
@@ -58,9 +58,10 @@ from .links import Links
 from .local import Local
 from .messages import Down, DownBatch, Exit
 from .node_events import NodeMonitors
-from .process import Names, Process, spawn
+from .process import Names, Process, exit_processes, spawn
 from .protocol import check_address
 from .proxy import Proxy
+from .truncator import truncate
 
 _log_node = logging.getLogger("zenmon.node")
 #: bind failures that are about the machine (address in use, not ours...), not the text
@@ -259,6 +260,29 @@ class Node:
         process: Process | None = self._core.owner_of(pid.id)
         if process is not None:
             process.send(message)
+
+    def exit_many(self, pids: Iterable[Pid], reason: Any = "normal") -> int:
+        """Exit each live process of this node among `pids` with `reason`, as
+        ``Process.exit`` does for one (its DOWNs queued when this returns). -> how many
+        exited; dead pids are skipped.
+
+        For a service shutting down thousands of sessions at once: the reason is
+        truncated once and the dispatcher woken once. Every pid is checked before any
+        process exits (TypeError for a non-Pid, ValueError for a pid of another node).
+        """
+        pids = list(pids)
+        address, incarnation = self.address, self.incarnation
+        for pid in pids:
+            if type(pid) is not Pid:
+                raise TypeError(f"exit_many takes zenmon.Pids, not {type(pid).__name__}")
+            if pid.node != address or pid.incarnation != incarnation:
+                raise ValueError(f"{pid} is not a process of this node")
+        ctx = self._ctx
+        config = ctx.config
+        if type(reason) is not str or len(reason) > config.max_binary_size:
+            reason = truncate(reason, config.max_binary_size, config.truncation_depth)
+        owner_of = self._core.owner_of
+        return exit_processes(ctx, [owner_of(pid.id) for pid in pids], reason)
 
     # ---------------------------------------------------------------- remote
 

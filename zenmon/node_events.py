@@ -43,6 +43,9 @@ class NodeMonitors:
         self._by_connector: dict[Any, dict[int, Process]] = {}
         self._by_process: dict[int, set[int]] = {}              # pid id -> refs
         self._subscribers: dict[int, Process] = {}              # pid id -> process
+        # some process holds a node monitor or subscribes: an exit must look (read
+        # without the lock; set under it after each change)
+        self.in_use = False
 
     # ---------------------------------------------------------- any thread
 
@@ -56,6 +59,7 @@ class NodeMonitors:
             self._by_ref[ref] = (process, connector)
             self._by_connector.setdefault(connector, {})[ref] = process
             self._by_process.setdefault(process.pid.id, set()).add(ref)
+            self.in_use = True
             return ref
 
     def demonitor(self, process: Process, ref: int) -> bool:
@@ -74,6 +78,7 @@ class NodeMonitors:
                 self._subscribers[process.pid.id] = process
             else:
                 self._subscribers.pop(process.pid.id, None)
+            self.in_use = bool(self._by_process or self._subscribers)
 
     def process_exited(self, process: Process) -> None:
         """Drop everything `process` held (it has exited)."""
@@ -84,6 +89,7 @@ class NodeMonitors:
             self._subscribers.pop(pid_id, None)
             for ref in list(self._by_process.get(pid_id, ())):
                 self._forget(ref, process, self._by_ref[ref][1])
+            self.in_use = bool(self._by_process or self._subscribers)
 
     def watching(self, connector: Any) -> bool:
         """True while some process holds a node monitor on `connector`."""
@@ -116,6 +122,7 @@ class NodeMonitors:
                         if not refs:
                             del self._by_process[process.pid.id]
                     _deliver(process, NodeDown(ref, address, reason))
+                self.in_use = bool(self._by_process or self._subscribers)
         if was_up and self._subscribers:
             self._deliver([(p, NodeDown(None, address, reason))
                            for p in self._subscriber_list()])
@@ -138,6 +145,7 @@ class NodeMonitors:
             refs.discard(ref)
             if not refs:
                 del self._by_process[process.pid.id]
+        self.in_use = bool(self._by_process or self._subscribers)
 
     @staticmethod
     def _deliver(messages: list[tuple[Process, Any]]) -> None:

@@ -246,23 +246,33 @@ class Process:
         is dropped (and unsubscribed remotely). Exiting twice is a no-op.
         """
         ctx = self._ctx
-        config = ctx.config
-        if type(reason) is not str or len(reason) > config.max_binary_size:
+        if type(reason) is not str or len(reason) > ctx.config.max_binary_size:
+            config = ctx.config
             reason = truncate(reason, config.max_binary_size, config.truncation_depth)
+        if self._exit(ctx, reason):
+            ctx.dispatcher.downs_queued()
+
+    def _exit(self, ctx: NodeContext, reason: Any) -> int:
+        """Exit with a truncated `reason`. -> DOWNs queued (the caller wakes the
+        dispatcher; ``Node.exit_many`` does it once for all)."""
         name = self.name
-        name_pid = None if name is None else (name, ctx.address)
         # one atomic core call: monitors fired, own monitors dropped, remote peers told,
         # slot freed (so no lock here: a new process may take the slot at once)
-        queued = self._core.process_exit(self._id, (self.pid, reason, name_pid), reason)
+        queued: int = self._core.process_exit(
+            self._id, (self.pid, reason, None if name is None else (name, ctx.address)),
+            reason)
         if queued < 0:
-            return
+            return 0
         if name is not None:
             ctx.unregister(name, self)
-        ctx.node_monitors.process_exited(self)
+        if ctx.node_monitors.in_use:
+            ctx.node_monitors.process_exited(self)
         # no lock: a receiver registering meanwhile looks at _alive again (receive)
-        self._died()
-        if queued:
-            ctx.dispatcher.downs_queued()
+        self._alive = False
+        if (self._exit_waiters is not None or self._waiters
+                or self._cancel is not None):
+            self._died()                # someone to wake or a runner to stop
+        return queued
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until this process is dead; TimeoutError after `timeout` seconds."""
@@ -294,14 +304,18 @@ class Process:
             self._remove_exit_waiter(wake)
 
     def _add_exit_waiter(self, wake: Callable[[], None]) -> bool:
-        # under the lock that _died takes after clearing _alive: no wake-up is missed
+        # _died clears _alive, then takes the lock only if it sees a waiter list: a
+        # waiter added after that look sees _alive cleared when it checks again
         with self._lock:
             if not self._alive:
                 return False
             if self._exit_waiters is None:
                 self._exit_waiters = []
             self._exit_waiters.append(wake)
-            return True
+        if not self._alive:
+            self._remove_exit_waiter(wake)
+            return False
+        return True
 
     def _remove_exit_waiter(self, wake: Callable[[], None]) -> None:
         with self._lock:
@@ -309,10 +323,12 @@ class Process:
                 self._exit_waiters.remove(wake)
 
     def _died(self) -> None:
-        """Called once by exit, after the process died: wake and stop its runner."""
-        self._alive = False
-        with self._lock:
-            exit_waiters, self._exit_waiters = self._exit_waiters, None
+        """Called once by exit, after the process died (``_alive`` cleared): wake and
+        stop its runner."""
+        exit_waiters = None
+        if self._exit_waiters is not None:  # (a waiter adding itself now sees _alive)
+            with self._lock:
+                exit_waiters, self._exit_waiters = self._exit_waiters, None
         if self._waiters:
             self._wake()
         for wake in exit_waiters or ():
@@ -455,6 +471,21 @@ class Process:
                 except (RuntimeError, ValueError):  # a waiter's event loop has closed
                     pass
 
+
+
+def exit_processes(ctx: NodeContext, processes: list[Process | None],
+                   reason: Any) -> int:
+    """Exit each live one of `processes` with `reason`, already truncated (as
+    ``Process.exit`` would truncate it), waking the dispatcher once. -> how many
+    exited (None entries and dead processes are skipped)."""
+    exited = queued = 0
+    for process in processes:
+        if process is not None and process._alive:
+            queued += process._exit(ctx, reason)
+            exited += 1
+    if queued:
+        ctx.dispatcher.downs_queued()
+    return exited
 
 class Names:
     """A node's name registry: name -> its live Process. ``lock`` guards a look-then-add
