@@ -45,6 +45,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -552,6 +553,59 @@ def down_fanout_bulk(ctx: Context, impl: str) -> dict[str, float]:
     }
     if received != ctx.n:
         figures["DOWNs missing"] = float(ctx.n - received)
+    return figures
+
+
+class GilProbe:
+    """A thread that sleeps 1 ms at a time and records how late it wakes: the GIL
+    another thread held past its sleep (with a 0.1 ms switch interval, Python code
+    yields within about that, so what is left is held by C code: zenmon's core calls,
+    pyzmq, the interpreter's own work)."""
+
+    def __init__(self) -> None:
+        self.late: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gil-probe", daemon=True)
+
+    def __enter__(self) -> GilProbe:
+        self._old_interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-4)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        sys.setswitchinterval(self._old_interval)
+
+    def _run(self) -> None:
+        clock, sleep, late = time.perf_counter, time.sleep, self.late
+        while not self._stop.is_set():
+            t = clock()
+            sleep(0.001)
+            late.append(clock() - t - 0.001)
+
+
+@scenario("GIL hold during a fan-out", implementations=("zenmon",),
+          settings=fanout_settings)
+def gil_hold(ctx: Context, impl: str) -> dict[str, float]:
+    """N local deaths delivered while a probe thread measures the longest time it
+    waited for the GIL (issue 12's figure for zenmon's threads)."""
+    pop = ctx.take_population(impl)
+    try:
+        gc.collect()
+        with GilProbe() as probe:
+            result = fanout(pop, lift_throttle=not ctx.defaults)
+    finally:
+        pop.close()
+    late = sorted(probe.late) or [float("nan")]
+    figures = {
+        "longest GIL wait of a 1 ms probe, ms": late[-1] * 1e3,
+        "p99 GIL wait of a 1 ms probe, ms": late[int(len(late) * 0.99)] * 1e3,
+        f"{label_n(result.expected)} deaths -> last DOWN received, s": result.total_s,
+    }
+    if not result.ok:
+        figures["DOWNs missing"] = float(result.expected - result.received + result.wrong)
     return figures
 
 
