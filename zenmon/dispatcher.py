@@ -29,7 +29,7 @@ from ._core import take_link_kills
 if TYPE_CHECKING:
     from .context import NodeContext
 
-UNLIMITED_CHUNK = 65536
+UNLIMITED_CHUNK = 2048
 SUBTICKS = 10      # the token bucket refills in tenths of demand_interval
 
 
