@@ -246,3 +246,18 @@ def test_zenmon_bench_defaults_runs_with_the_library_settings(tmp_path: Path) ->
             for config in record["config"].values():
                 assert config["dispatch_mode"] == "token_bucket", name
             check_figures(scenario["figures"], 1)
+
+
+@pytest.mark.timeout(200)
+def test_zenmon_bench_gil_probe_reports_its_waits(tmp_path: Path) -> None:
+    """The GIL-hold scenario (issue 12's figure) runs and reports plausible waits."""
+    out = tmp_path / "gil.json"
+    zenmon_bench(tmp_path, "--local", "--n", str(N), "--repeat", "2", "--json", str(out),
+                 "--only", "GIL hold", timeout=150)
+    (scenario,) = json.loads(out.read_text())["scenarios"].values()
+    figures = scenario["figures"]
+    check_figures(figures, 2)
+    longest = figures["longest GIL wait of a 1 ms probe, ms"]["zenmon"]
+    p99 = figures["p99 GIL wait of a 1 ms probe, ms"]["zenmon"]
+    assert all(0 <= w < 5000 for w in longest["runs"]), longest
+    assert all(0 <= a <= b for a, b in zip(p99["runs"], longest["runs"])), (p99, longest)

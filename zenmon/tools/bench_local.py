@@ -586,7 +586,7 @@ class GilProbe:
             late.append(clock() - t - 0.001)
 
 
-@scenario("GIL hold during a fan-out", implementations=("zenmon",),
+@scenario("GIL hold while N deaths are delivered", implementations=("zenmon",),
           settings=fanout_settings)
 def gil_hold(ctx: Context, impl: str) -> dict[str, float]:
     """N local deaths delivered while a probe thread measures the longest time it
