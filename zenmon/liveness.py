@@ -27,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import zmq
+
 from .config import Config
 
 #: libzmq takes ZMQ_HEARTBEAT_TTL in deciseconds and caps it at 6553.5 s
@@ -67,8 +69,6 @@ def zmtp_settings(config: Config) -> Zmtp:
 def apply_heartbeats(socket: Any, zmtp: Zmtp, *, dialer: bool) -> None:
     """Set ZMTP heartbeats on `socket` (and, on a dialling socket, TTL and the
     reconnect pace)."""
-    import zmq
-
     socket.setsockopt(zmq.HEARTBEAT_IVL, zmtp.ivl)
     socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, zmtp.timeout)
     if dialer:

@@ -61,7 +61,6 @@ from .node_events import NodeMonitors
 from .process import Names, Process, exit_processes, spawn
 from .protocol import check_address
 from .proxy import Proxy
-from .truncator import truncate
 
 _log_node = logging.getLogger("zenmon.node")
 #: bind failures that are about the machine (address in use, not ours...), not the text
@@ -191,9 +190,7 @@ class Node:
 
     def _exit_all(self, reason: Any) -> None:
         """Kill every live process of this node with `reason`."""
-        for process in _core.live_owners(self._core):
-            if process is not None:
-                process.exit(reason)
+        exit_processes(self._ctx, _core.live_owners(self._core), reason)
 
     def _require_started(self) -> None:
         if not self._io.running:       # (process() is hot: one attribute, no calls)
@@ -277,12 +274,8 @@ class Node:
                 raise TypeError(f"exit_many takes zenmon.Pids, not {type(pid).__name__}")
             if pid.node != address or pid.incarnation != incarnation:
                 raise ValueError(f"{pid} is not a process of this node")
-        ctx = self._ctx
-        config = ctx.config
-        if type(reason) is not str or len(reason) > config.max_binary_size:
-            reason = truncate(reason, config.max_binary_size, config.truncation_depth)
         owner_of = self._core.owner_of
-        return exit_processes(ctx, [owner_of(pid.id) for pid in pids], reason)
+        return exit_processes(self._ctx, [owner_of(pid.id) for pid in pids], reason)
 
     # ---------------------------------------------------------------- remote
 

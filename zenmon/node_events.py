@@ -78,7 +78,7 @@ class NodeMonitors:
                 self._subscribers[process.pid.id] = process
             else:
                 self._subscribers.pop(process.pid.id, None)
-            self.in_use = bool(self._by_process or self._subscribers)
+            self._note_use()
 
     def process_exited(self, process: Process) -> None:
         """Drop everything `process` held (it has exited)."""
@@ -89,7 +89,7 @@ class NodeMonitors:
             self._subscribers.pop(pid_id, None)
             for ref in list(self._by_process.get(pid_id, ())):
                 self._forget(ref, process, self._by_ref[ref][1])
-            self.in_use = bool(self._by_process or self._subscribers)
+            self._note_use()
 
     def watching(self, connector: Any) -> bool:
         """True while some process holds a node monitor on `connector`."""
@@ -122,7 +122,7 @@ class NodeMonitors:
                         if not refs:
                             del self._by_process[process.pid.id]
                     _deliver(process, NodeDown(ref, address, reason))
-                self.in_use = bool(self._by_process or self._subscribers)
+                self._note_use()
         if was_up and self._subscribers:
             self._deliver([(p, NodeDown(None, address, reason))
                            for p in self._subscriber_list()])
@@ -145,6 +145,10 @@ class NodeMonitors:
             refs.discard(ref)
             if not refs:
                 del self._by_process[process.pid.id]
+        self._note_use()
+
+    def _note_use(self) -> None:
+        # under the lock, after each change: does an exit have to look here?
         self.in_use = bool(self._by_process or self._subscribers)
 
     @staticmethod

@@ -26,7 +26,7 @@ import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._core import Pid as _Pid
@@ -38,6 +38,7 @@ from .truncator import truncate
 
 if TYPE_CHECKING:
     from ._core import Pid
+    from .config import Config
     from .context import NodeContext
     from .node import Node
 
@@ -246,10 +247,7 @@ class Process:
         is dropped (and unsubscribed remotely). Exiting twice is a no-op.
         """
         ctx = self._ctx
-        if type(reason) is not str or len(reason) > ctx.config.max_binary_size:
-            config = ctx.config
-            reason = truncate(reason, config.max_binary_size, config.truncation_depth)
-        if self._exit(ctx, reason):
+        if self._exit(ctx, truncated(ctx.config, reason)):
             ctx.dispatcher.downs_queued()
 
     def _exit(self, ctx: NodeContext, reason: Any) -> int:
@@ -473,11 +471,20 @@ class Process:
 
 
 
-def exit_processes(ctx: NodeContext, processes: list[Process | None],
+def truncated(config: Config, reason: Any) -> Any:
+    """`reason` as exits carry it: short strings as they are, anything else truncated
+    (``max_binary_size``, ``truncation_depth``)."""
+    if type(reason) is str and len(reason) <= config.max_binary_size:
+        return reason
+    return truncate(reason, config.max_binary_size, config.truncation_depth)
+
+
+def exit_processes(ctx: NodeContext, processes: Iterable[Process | None],
                    reason: Any) -> int:
-    """Exit each live one of `processes` with `reason`, already truncated (as
-    ``Process.exit`` would truncate it), waking the dispatcher once. -> how many
-    exited (None entries and dead processes are skipped)."""
+    """Exit each live one of `processes` with `reason` (truncated once), waking the
+    dispatcher once. -> how many exited (None entries and dead processes are
+    skipped)."""
+    reason = truncated(ctx.config, reason)
     exited = queued = 0
     for process in processes:
         if process is not None and process._alive:
