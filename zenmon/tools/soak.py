@@ -73,15 +73,37 @@ def _rss_bytes(pid: int | None = None) -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-class TargetServer:
+class NodeServer:
+    """The commands both soak nodes answer: liveness, metrics, collection, traced bytes."""
+
+    node: zenmon.Node
+
+    def do_ping(self) -> str:
+        return "pong"
+
+    def do_metrics(self) -> dict[str, int]:
+        return self.node.metrics()
+
+    def do_gc(self) -> int:
+        return gc.collect()
+
+    def do_traced(self, start: bool = False) -> int:
+        """Bytes Python's allocators hold that tracemalloc saw allocated (after a gc);
+        `start` begins tracing (only allocations made after it are counted)."""
+        import tracemalloc
+        if start and not tracemalloc.is_tracing():
+            tracemalloc.start()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0]
+
+
+class TargetServer(NodeServer):
     """A target node: makes processes on command, exits them all on command."""
 
     def __init__(self, node: zenmon.Node) -> None:
         self.node = node
         self.processes: list[zenmon.Process] = []
 
-    def do_ping(self) -> str:
-        return "pong"
 
     def do_spawn(self, n: int, names: list[str]) -> dict[str, Any]:
         """`n` unnamed processes and one per name. -> their pids (str) and the names."""
@@ -101,24 +123,6 @@ class TargetServer:
             process.exit(reason)
         return len(processes)
 
-    def do_metrics(self) -> dict[str, int]:
-        return self.node.metrics()
-
-    def do_gc(self) -> int:
-        return gc.collect()
-
-    def do_traced(self, start: bool = False) -> int:
-        return _traced(start)
-
-
-def _traced(start: bool = False) -> int:
-    """Bytes Python's allocators hold that tracemalloc saw allocated (after a gc);
-    `start` begins tracing (only allocations made after it are counted)."""
-    import tracemalloc
-    if start and not tracemalloc.is_tracing():
-        tracemalloc.start()
-    gc.collect()
-    return tracemalloc.get_traced_memory()[0]
 
 
 class _Watch:
@@ -140,7 +144,7 @@ class _Watch:
         self.exited = False
 
 
-class WatcherServer:
+class WatcherServer(NodeServer):
     """The watching node: runs rounds on many threads and keeps the ledger."""
 
     def __init__(self, node: zenmon.Node, threads: int, seed: int) -> None:
@@ -156,17 +160,7 @@ class WatcherServer:
         self.round: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
-    def do_ping(self) -> str:
-        return "pong"
 
-    def do_metrics(self) -> dict[str, int]:
-        return self.node.metrics()
-
-    def do_gc(self) -> int:
-        return gc.collect()
-
-    def do_traced(self, start: bool = False) -> int:
-        return _traced(start)
 
     def do_totals(self) -> dict[str, Any]:
         return {"totals": self.totals, "examples": self.examples[:20]}
