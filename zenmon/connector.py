@@ -222,12 +222,8 @@ class Connector:
                 if not has_work and core.connector_close(self.index):
                     self.close()       # its core queues are freed: nothing to keep
                 else:
-                    # monitors that raced in after the restart was seen: by name,
-                    # they belong to the new incarnation; by pid, they are dead
-                    self.hand_names_over()
-                    self.fire_all()
-                    self._ctx.node_monitors.session_down(self, self.address, "restart",
-                                                           False)
+                    # monitors that raced in after the restart was seen
+                    self.incarnation_gone()
             elif has_work:
                 if now < self.penalty_until:
                     self.fire_all()        # incompatible, penalty running: nodedown at once
