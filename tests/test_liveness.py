@@ -73,3 +73,26 @@ def test_the_margin_never_makes_the_deadline_earlier_than_the_silence():
                     connector_sweep_interval=100)
     zmtp = zmtp_settings(config)
     assert down_deadline(100.0, False, 0.0, zmtp, config) == 100.0
+
+
+def test_acknowledgements_date_a_drop_by_the_far_side():
+    zmtp = zmtp_settings(DEFAULTS)
+    # one-way cut at 100.0 (what we send is lost): the far side drops the connection
+    # at 100.45, its FIN reaches us a retransmission timeout later, at 100.62; our
+    # data was last acknowledged after 100.0, and the connection was read at 100.6
+    assert reachable_at(99.9, False, 100.62, zmtp, 100.0, 100.6) == pytest.approx(100.0)
+    deadline = down_deadline(99.9, False, 100.62, zmtp, DEFAULTS, 100.0, 100.6)
+    assert deadline + DEFAULTS.connector_sweep_interval / 1000 <= 100.0 + 1.0 + 1e-9
+
+
+def test_acknowledgements_never_make_a_drop_later_or_count_when_read_too_early():
+    zmtp = zmtp_settings(DEFAULTS)
+    # acknowledged after the drop's own date: the drop's date stands
+    assert reachable_at(99.0, False, 100.6, zmtp, 100.5, 100.58) == pytest.approx(100.15)
+    # counters last read before the moment the drop dates the fault: not about the
+    # hung connection, so not used
+    assert reachable_at(99.0, False, 100.6, zmtp, 99.5, 100.1) == pytest.approx(100.15)
+    # no counters (not Linux, or never read): the drop alone
+    assert reachable_at(99.0, False, 100.6, zmtp, 0.0, 0.0) == pytest.approx(100.15)
+    # a frame heard later than both still wins
+    assert reachable_at(100.3, False, 100.6, zmtp, 100.0, 100.6) == 100.3

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from . import _core, liveness
+from . import _core, liveness, tcpinfo
 from . import protocol as p
 from ._core import CONNECTOR_CLOSED, NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLAG
 from .codec import CodecError, decode_reasons, encode_reasons
@@ -67,7 +67,8 @@ if TYPE_CHECKING:
 #: What ``Connector.bind`` answers for a pid's incarnation.
 BOUND, OLDER, NEWER = 0, -1, 1
 #: What a connector's socket monitor reports (see Connector.on_transport_event).
-TRANSPORT_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+TRANSPORT_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                    | zmq.EVENT_DISCONNECTED
                     | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
@@ -95,6 +96,7 @@ class Connector:
         self._core = ctx.core
         self.address = address
         self.endpoint, self.server_key = split_address(address)
+        self.port = int(self.endpoint.rsplit(":", 1)[1])
         self.index: int = ctx.core.connector_new()
         self.incarnation = 0                 # 0 until a pid or WELCOME tells
         self.state = State.IDLE
@@ -109,6 +111,7 @@ class Connector:
         self.refused = False                 # a reconnect was refused since the disconnect
         self.retried_at = 0.0                # last CONNECT_RETRIED while down
         self.paused = False                  # silent with a live transport (logged once)
+        self.acks: tcpinfo.AckClock | None = None   # the connection's kernel ACK counters
         self.last_sweep = 0.0
         self.zmtp = liveness.zmtp_settings(ctx.config)   # its DEALER's ZMTP settings
         self.session = 0
@@ -241,6 +244,8 @@ class Connector:
         self.on_transport_event()
         if self.state is not State.UP:
             return
+        if self.transport_up and self.acks is not None:
+            self.acks.sample(now)
         if not self.transport_up and self.refused:
             self.node_down("connection lost")   # down, and a reconnect failed: not a pause
             return
@@ -291,8 +296,11 @@ class Connector:
 
     def down_deadline(self, config: Config) -> float:
         """When this peer is down if its connection stays gone (see liveness)."""
+        acks = self.acks
         return liveness.down_deadline(self.last_heard, self.transport_up,
-                                      self.transport_down_at, self.zmtp, config)
+                                      self.transport_down_at, self.zmtp, config,
+                                      acks.acked_at if acks else 0.0,
+                                      acks.sampled_at if acks else 0.0)
 
     def send_subscribe(self, instructions: bytes, now: float, max_frame_size: int,
                        link_ops: bytes = b"", link_reasons: bytes = b"") -> None:
@@ -571,13 +579,17 @@ class Connector:
             if monitor is None or monitor is not self.monitor_socket:
                 return
             try:
-                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+                message = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))
             except zmq.Again:
                 return
+            event = message["event"]
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("transport %s: %s", self.address, zmq.Event(event).name)
             now = time.monotonic()
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if event == zmq.EVENT_CONNECTED:
+                # a new TCP connection (its fd): sample its ACK counters while it lives
+                self.acks = tcpinfo.AckClock(message["value"], self.port)
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.transport_up = True
                 self.refused = False
                 self.retried_at = 0.0

@@ -79,15 +79,28 @@ def apply_heartbeats(socket: Any, zmtp: Zmtp, *, dialer: bool) -> None:
 
 
 def reachable_at(last_heard: float, transport_up: bool, transport_down_at: float,
-                 zmtp: Zmtp) -> float:
-    """The latest moment the peer is known to have been reachable."""
+                 zmtp: Zmtp, acked_at: float = 0.0, sampled_at: float = 0.0) -> float:
+    """The latest moment the peer is known to have been reachable.
+
+    `acked_at` / `sampled_at` (0.0: unknown): when the dropped connection's data was
+    last seen acknowledged by the peer's kernel, and when it was last read
+    (:class:`zenmon.tcpinfo.AckClock`). When it was read after the moment the drop
+    dates the fault, the acknowledgements date it instead if they stopped earlier:
+    that is a drop by the far side, whose FIN reaches us a retransmission timeout
+    late when only what we send is lost (a one-way partition).
+    """
     if transport_up or not transport_down_at:
         return last_heard
-    return max(last_heard, transport_down_at - zmtp.silence_before_drop)
+    dropped = transport_down_at - zmtp.silence_before_drop
+    if acked_at and sampled_at > dropped:
+        # like the drop's own date, the last moment traffic was seen to get through
+        dropped = min(dropped, acked_at)
+    return max(last_heard, dropped)
 
 
 def down_deadline(last_heard: float, transport_up: bool, transport_down_at: float,
-                  zmtp: Zmtp, config: Config) -> float:
+                  zmtp: Zmtp, config: Config, acked_at: float = 0.0,
+                  sampled_at: float = 0.0) -> float:
     """When a peer whose connection stays gone is declared down (monotonic seconds).
 
     ``inf`` while the connection is up: then only ``pause_timeout`` of silence
@@ -96,7 +109,8 @@ def down_deadline(last_heard: float, transport_up: bool, transport_down_at: floa
     if transport_up:
         return float("inf")
     margin = config.connector_sweep_interval / 1000
-    return (reachable_at(last_heard, transport_up, transport_down_at, zmtp)
+    return (reachable_at(last_heard, transport_up, transport_down_at, zmtp,
+                         acked_at, sampled_at)
             + max(0.0, config.heartbeat_timeout / 1000 - margin))
 
 
