@@ -124,6 +124,47 @@ def test_garbage_peer_among_good_ones(local, remote, raw_peer):
     assert metric(local, DROPPED) > 0
 
 
+class LateFrameProxy(FakeProxy):
+    """A proxy that answers each new session's HELLO with a frame of the session
+    before it first (still queued for our routing id when the link came back), then
+    its WELCOME."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: list[int] = []
+
+    def __call__(self, frame: bytes) -> list[bytes]:
+        header = p.unpack_header(frame)
+        answers = super().__call__(frame)
+        if header.type == p.HELLO and header.session not in self.sessions:
+            if self.sessions:
+                late = p.pack(p.HEARTBEAT_ACK, self.incarnation, header.sender,
+                              self.sessions[-1], p.pack_seq_ack(0, 0))
+                answers = [late, *answers]
+            self.sessions.append(header.session)
+        return answers
+
+
+def test_a_late_frame_of_the_previous_session_is_not_incompatible(local, raw_peer):
+    """After a peer is lost and found again, frames of the old session may still be
+    on their way to the connector's routing id: dropped and counted, never read as
+    an incompatible peer (that penalised the peer and fired monitors "nodedown";
+    seen after a host loss across namespace hosts)."""
+    fake = LateFrameProxy()
+    peer = raw_peer(fake)
+    assert local.connect(peer.address) == "compatible"
+    peer.inject(fake.frame(p.RESET))              # the session ends
+    wait_for(lambda: local.compatibility_for_node(peer.address) == "incompatible")
+    dropped = metric(local, DROPPED)
+    assert local.connect(peer.address) == "compatible"
+    assert len(fake.sessions) == 2
+    wait_for(lambda: metric(local, DROPPED) > dropped)     # the late frame, counted
+    watcher = local.process()
+    ghost = zenmon.Pid(peer.address, fake.incarnation, 5)
+    watcher.monitor(ghost)
+    wait_for(lambda: 5 in fake.keys, message="the monitor never reached the peer")
+
+
 def test_wrong_protocol_version_is_incompatible(local, raw_peer):
     def reply(frame):
         header = p.unpack_header(frame)

@@ -115,6 +115,7 @@ class Connector:
         self.last_sweep = 0.0
         self.zmtp = liveness.zmtp_settings(ctx.config)   # its DEALER's ZMTP settings
         self.session = 0
+        self.past_sessions: deque[int] = deque(maxlen=4)   # late frames of these: dropped
         self.sub_seq = 0                     # last SUBSCRIBE sent
         self.unacked: deque[tuple[int, bytes]] = deque()
         self.dead_expected = 1               # next DEAD_SUMMARY seq
@@ -331,6 +332,7 @@ class Connector:
             self.incompatible()
             return
         self.transport_up = self.refused = self.paused = False
+        self.end_session()
         self.session = secrets.randbits(63) + 1
         self.sub_seq = 0
         self.unacked.clear()
@@ -339,6 +341,13 @@ class Connector:
         self.state = State.CONNECTING
         self.connect_deadline = now + timeout
         self.send_hello(now)
+
+    def end_session(self) -> None:
+        """Forget the current session id, remembering it: the peer's proxy may still
+        have frames of it queued for our routing id (kept across sessions)."""
+        if self.session:
+            self.past_sessions.append(self.session)
+        self.session = 0
 
     def send_hello(self, now: float) -> None:
         """(Re)send HELLO for the current session."""
@@ -397,6 +406,9 @@ class Connector:
     def handle(self, frame: bytes) -> None:
         """Apply one frame from the proxy."""
         header = p.unpack_header(frame)
+        if header.type in p.PROXY_TYPES and header.session in self.past_sessions:
+            self._ctx.wire.frames_dropped += 1     # late, not wrong: no verdict on the peer
+            return
         if header.type not in p.PROXY_TYPES or header.session != self.session:
             raise p.ProtocolError("unexpected message type or stale session")
         if header.receiver != self._ctx.incarnation:
@@ -539,7 +551,7 @@ class Connector:
         elif self.state is State.CONNECTING:
             _log.warning("peer %s not reached: %s", self.address, why)
         self.state = State.IDLE
-        self.session = 0
+        self.end_session()
         self.unacked.clear()
         self.unacked_bytes = 0
         self.close_socket()
