@@ -174,3 +174,67 @@ def test_bulk_watcher_holds_one_batch_at_a_time() -> None:
     assert got == refs
     core.process_exit(watcher, (watcher, "gone", None), "gone")
     assert core.sizes()["processes"] == 0
+
+
+# ------------------------------------------ a receiver refills its own inbox
+
+
+def test_refill_moves_parked_downs_in_order_up_to_the_backlog() -> None:
+    core = make_core()
+    watcher, inbox = spawn(core)
+    refs = storm(core, watcher, 100)
+    core.dispatch(BUDGET, 16)                   # 16 in the inbox, 84 parked
+    got = [inbox.popleft().ref for _ in range(10)]
+    assert core.refill(watcher, 16) is True     # topped up to 16: more stay parked
+    assert len(inbox) == 16
+    while True:
+        while inbox:
+            got.append(inbox.popleft().ref)
+        if not core.refill(watcher, 16):
+            break
+    got += [d.ref for d in inbox]
+    inbox.clear()
+    assert got == refs                          # each once, in death order
+    assert core.pending() == 0 and core.sizes()["references"] == 0
+    core.check_invariants()
+
+
+def test_refill_skips_demonitored_entries_and_leaves_the_queue_to_the_dispatcher() -> None:
+    core = make_core()
+    watcher, inbox = spawn(core)
+    refs = storm(core, watcher, 40)
+    core.dispatch(BUDGET, 8)
+    for ref in refs[8:20]:                      # parked, then demonitored
+        assert core.demonitor(watcher, ref)
+    inbox.clear()
+    assert core.refill(watcher, 8) is True
+    assert [d.ref for d in inbox] == refs[20:28]
+    inbox.clear()
+    assert core.refill(watcher, 8) is True
+    assert [d.ref for d in inbox] == refs[28:36]
+    inbox.clear()
+    assert core.refill(watcher, 8) is False     # the last 4: none stay parked
+    assert [d.ref for d in inbox] == refs[36:]
+    more = storm(core, watcher, 3)              # on the shared queue, not parked
+    inbox.clear()
+    assert core.refill(watcher, 8) is False and not inbox
+    core.dispatch(BUDGET, 8)
+    assert [d.ref for d in inbox] == more
+    core.check_invariants()
+
+
+def test_refill_leaves_bulk_watchers_and_the_dead_alone() -> None:
+    core = make_core()
+    bulk, bulk_inbox = spawn(core)
+    core.set_bulk(bulk, True)
+    storm(core, bulk, 50)
+    core.dispatch(BUDGET, 8)
+    assert core.refill(bulk, 8) is False        # its batches are the dispatcher's
+    assert len(bulk_inbox) == 1
+    watcher, inbox = spawn(core)
+    storm(core, watcher, 50)
+    core.dispatch(BUDGET, 8)
+    core.process_exit(watcher, (watcher, "gone", None), "gone")
+    assert core.refill(watcher, 8) is False     # a dead watcher's parked DOWNs dropped
+    assert core.refill(12345, 8) is False       # no such process
+    core.check_invariants()

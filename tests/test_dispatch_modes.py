@@ -10,6 +10,7 @@ import pytest
 
 import zenmon
 from helpers import wait_for
+from zenmon.dispatcher import Dispatcher
 
 
 def _storm(node, watcher, n):
@@ -119,6 +120,27 @@ def test_the_interleaving_check_fails_without_adaptive_pacing(node):
     """Control for the test above: an unpaced storm does put more than that ahead."""
     node.configure(dispatch_mode="token_bucket", demand_amount=4000, demand_interval=100)
     assert _most_downs_ahead_of_work(node, 32) > 32
+
+
+def test_an_adaptive_receiver_refills_its_own_inbox(node, monkeypatch):
+    """A receiver that has read half its backlog moves the DOWNs parked for it into
+    its inbox itself: the I/O thread is asked to tick only when none stay parked
+    (it used to be asked once per half backlog, a thread hand-over each time)."""
+    backlog, n = 32, 3000
+    node.configure(dispatch_mode="adaptive", adaptive_backlog=backlog)
+    asked = []
+    ask = Dispatcher.refill
+    monkeypatch.setattr(Dispatcher, "refill", lambda self: (asked.append(1), ask(self))[1])
+    watcher = node.process()
+    refs = _storm(node, watcher, n)
+    wait_for(lambda: node.metrics()["zenmon.local.dispatcher.queue_len"] == n - backlog
+             and len(watcher._messages) == backlog)     # the rest parked
+    got = []
+    while len(got) < n:
+        got.append(watcher.receive(timeout=10).ref)
+        assert len(watcher._messages) <= backlog
+    assert sorted(got) == sorted(refs) and len(set(got)) == n
+    assert len(asked) <= 2, len(asked)          # n / (backlog / 2) = 187 before
 
 
 def test_no_wakeup_is_lost_between_producers_and_blocked_receivers(node):

@@ -512,6 +512,20 @@ cdef class Core:
                 check_core(self)
         return touched
 
+    def refill(self, uint64_t watcher, Py_ssize_t max_backlog):
+        """Top watcher `watcher`'s inbox up to `max_backlog` messages from the DOWNs
+        parked for it (adaptive pacing), in order, in the calling thread: a receiver
+        that has read half its backlog refills its own inbox, with no hand-over to
+        the I/O thread. Not for bulk watchers (their batches are the dispatcher's).
+        -> True while more stay parked; False when none do (entries still on the
+        shared queue are the dispatcher's to move)."""
+        cdef bint more
+        with cython.critical_section(self):
+            more = refill_inbox(self, watcher, max_backlog)
+            if ZENMON_DEBUG_BUILD:
+                check_core(self)
+        return more
+
     def pending(self):
         """DOWNs queued and not yet handed to an inbox (shared queue plus parked)."""
         return self.downs.length + self.parked_total

@@ -56,6 +56,7 @@ from ._core import CONNECTOR_CLOSED, NAME_KEY_FLAG, TARGET_DEAD, UNSUBSCRIBE_FLA
 from .codec import CodecError, decode_reasons, encode_reasons
 from .curve import Curve, split_address
 from .errors import ProcessExited
+from .iothread import GIL_SLICE
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -73,7 +74,7 @@ TRANSPORT_EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 FIRE_CHUNK = 500       # DOWNs queued per step of a nodedown (0.1-0.5 ms each)
-READ_SLICE = 0.01      # seconds of frame handling per on_readable call (see proxy)
+READ_SLICE = GIL_SLICE  # seconds of frame handling per on_readable call (see proxy)
 FAREWELL_LINGER = 200  # ms a closing DEALER may take to send its GOODBYE
 
 _log = logging.getLogger("zenmon.connector")

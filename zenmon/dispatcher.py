@@ -10,7 +10,9 @@ and as soon as a watcher has read half of it, each inbox is topped up to
 ``adaptive_backlog`` messages, so a storm drains as fast as its watchers read while
 a work message waits behind at most that many DOWNs. DOWNs for a full inbox are
 parked in the core on a queue of their own, so a tick costs what it delivers, not
-what is queued.
+what is queued; a receiver that has read half its backlog moves its parked DOWNs in
+itself (``Core.refill``, from ``receive``), with no hand-over to this thread, and
+asks for a tick only once none stay parked.
 
 The core's ``dispatch`` returns the processes whose inboxes got DOWNs; each is told
 once per tick (``Process._delivered``: wake its receivers, and in adaptive mode the

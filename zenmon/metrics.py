@@ -23,7 +23,7 @@ class WireCounters:
 
     __slots__ = ("messages_sent", "messages_received", "bytes_sent", "bytes_received",
                  "frames_dropped", "frames_unsent", "internal_errors", "peers_dropped",
-                 "peers_refused")
+                 "peers_refused", "gil_yields")
 
     def __init__(self) -> None:
         self.messages_sent = self.messages_received = 0
@@ -33,6 +33,7 @@ class WireCounters:
         self.internal_errors = 0
         self.peers_dropped = 0       # sessions ended because the peer went over a bound
         self.peers_refused = 0       # CURVE handshakes that failed before ZAP (see Proxy)
+        self.gil_yields = 0          # the I/O thread, busy for a GIL slice, let others in
 
 
 # counters only ever grow; the rest are gauges
@@ -44,7 +45,7 @@ COUNTERS = frozenset({
     "zenmon.wire.messages.sent", "zenmon.wire.messages.received", "zenmon.wire.bytes.sent",
     "zenmon.wire.bytes.received", "zenmon.wire.frames.dropped", "zenmon.wire.peers.refused",
     "zenmon.wire.frames.unsent", "zenmon.wire.peers.dropped",
-    "zenmon.node.internal_errors",
+    "zenmon.node.internal_errors", "zenmon.node.gil_yields",
     "zenmon.local.link", "zenmon.local.unlink", "zenmon.local.link.signals",
 })
 
@@ -101,6 +102,7 @@ def collect(ctx: NodeContext) -> dict[str, int]:
         "zenmon.wire.frames.unsent": wire.frames_unsent,
         "zenmon.wire.peers.dropped": wire.peers_dropped,
         "zenmon.node.internal_errors": wire.internal_errors,
+        "zenmon.node.gil_yields": wire.gil_yields,
         "zenmon.wire.peers.refused": wire.peers_refused
         + (curve.refused if curve is not None else 0),
         "zenmon.memory.core_bytes": core.memory_bytes(),

@@ -447,9 +447,18 @@ class Process:
 
     def _refill(self) -> None:
         # adaptive pacing: the inbox has drained to half its backlog and DOWNs are
-        # waiting for it: have the dispatcher top it up now, not at its next tick
+        # waiting for it. Those parked for it are moved in here, by the receiving
+        # thread (no hand-over to the I/O thread and back); once none stay parked,
+        # the dispatcher is asked to tick now for what is still on its queue
         self._refill_at = 0
-        self._ctx.dispatcher.refill()
+        ctx = self._ctx
+        backlog = ctx.config.adaptive_backlog
+        if self._core.refill(self._id, backlog):
+            self._refill_at = backlog // 2 + 1
+            if self._waiters:          # another thread waits on this inbox too
+                self._wake()
+        else:
+            ctx.dispatcher.refill()
 
     def _delivered(self, refill_at: int) -> None:
         """The dispatcher put DOWNs in this inbox: wake the receivers. Adaptive mode:

@@ -37,6 +37,7 @@ from ._core import CertificateQueue
 from .address import advertised, split_endpoint
 from .batcher import dead_summary_body
 from .codec import decode_reasons
+from .iothread import GIL_SLICE
 
 if TYPE_CHECKING:
     from .context import NodeContext
@@ -46,7 +47,7 @@ _log = logging.getLogger("zenmon.proxy")
 #: Seconds of frame handling one ``on_readable`` call may use before the I/O loop gets
 #: a turn (sweeps, the dispatcher, the other sockets); one frame's work is bounded by
 #: max_batch, so this bounds how long the loop goes without a sweep.
-READ_SLICE = 0.01
+READ_SLICE = GIL_SLICE
 #: Handshake failures a CURVE server counts as refused peers (bad mechanism, wrong key).
 _REFUSED_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 

@@ -78,12 +78,16 @@ cdef list dispatch_tick(Core self, Py_ssize_t budget, Py_ssize_t max_backlog):
     self.stamp += 1
     if not max_backlog and self.last_batch:
         self.last_batch.clear()      # left adaptive pacing: nothing to track
-    if self.parked_total:            # parked entries are older: serve them first
-        handed = serve_parked(self, budget, max_backlog, batches, touched)
-    serve_queue(self, budget, handed, max_backlog, batches, touched)
-    for slot, pending in batches.items():
-        deliver_batch(self, slot, <list>(<list>pending)[0], <list>(<list>pending)[1],
-                      max_backlog > 0, touched)
+    self.delivering = True
+    try:
+        if self.parked_total:        # parked entries are older: serve them first
+            handed = serve_parked(self, budget, max_backlog, batches, touched)
+        serve_queue(self, budget, handed, max_backlog, batches, touched)
+        for slot, pending in batches.items():
+            deliver_batch(self, slot, <list>(<list>pending)[0], <list>(<list>pending)[1],
+                          max_backlog > 0, touched)
+    finally:
+        self.delivering = False
     return touched
 
 
@@ -91,32 +95,53 @@ cdef Py_ssize_t serve_parked(Core self, Py_ssize_t budget, Py_ssize_t max_backlo
                              dict batches, list touched) except -1:
     """Hand parked entries over, watcher by watcher, while they have room. -> handed."""
     cdef Py_ssize_t handed = 0, room
-    cdef QueuedDown q
     cdef uint32_t s
-    cdef DownQueue parked
     for slot in list(self.parked):
         if handed >= budget:
             break
         s = slot
-        parked = self.parked.get(slot)
-        if parked is None:
-            continue               # its watcher died meanwhile
         room = budget - handed
         if max_backlog:
             room = min(room, room_in(self, s, batches, max_backlog))
-        while room > 0 and parked.length and self.parked.get(slot) is parked:
-            q = parked.pop()
-            self.parked_total -= 1
-            self.n_taken += 1
-            if live_subscriber(self, q.ref) == s:
-                if hand_down(self, s, q.ref, <object>q.death, batches, touched):
-                    room -= 1
-                    handed += 1
-            Py_XDECREF(<PyObject *>q.death)
-        if not parked.length and self.parked.get(slot) is parked:
-            del self.parked[slot]
-            self.processes[s].alive &= ~PROCESS_PARKED
+        handed += serve_parked_of(self, s, room, batches, touched)
     return handed
+
+
+cdef Py_ssize_t serve_parked_of(Core self, uint32_t s, Py_ssize_t room, dict batches,
+                                list touched) except -1:
+    """Hand up to `room` of watcher `s`'s parked entries over, in order. -> handed."""
+    cdef Py_ssize_t handed = 0
+    cdef QueuedDown q
+    cdef DownQueue parked
+    slot = s
+    parked = self.parked.get(slot)
+    if parked is None:
+        return 0                   # nothing parked, or its watcher died meanwhile
+    while room > 0 and parked.length and self.parked.get(slot) is parked:
+        q = parked.pop()
+        self.parked_total -= 1
+        self.n_taken += 1
+        if live_subscriber(self, q.ref) == s:
+            if hand_down(self, s, q.ref, <object>q.death, batches, touched):
+                room -= 1
+                handed += 1
+        Py_XDECREF(<PyObject *>q.death)
+    if not parked.length and self.parked.get(slot) is parked:
+        del self.parked[slot]
+        self.processes[s].alive &= ~PROCESS_PARKED
+    return handed
+
+
+cdef bint refill_inbox(Core self, uint64_t watcher, Py_ssize_t max_backlog) except -1:
+    """The body of ``Core.refill`` (which documents it)."""
+    cdef uint32_t s = process_slot(self, watcher)
+    # not during a tick (another thread entered it through an allocation): entries
+    # popped there must reach the inbox first
+    if self.delivering or s == NIL or self.processes[s].alive & PROCESS_BULK \
+            or not self.processes[s].alive & PROCESS_PARKED:
+        return False
+    serve_parked_of(self, s, room_in(self, s, None, max_backlog), None, [])
+    return self.processes[s].alive & PROCESS_PARKED != 0
 
 
 cdef int serve_queue(Core self, Py_ssize_t budget, Py_ssize_t handed,
