@@ -158,6 +158,7 @@ cdef class Core:
     cdef uint32_t *stamps          # process slot -> the tick that last touched it
     cdef uint32_t stamp            # this tick
     cdef bint delivering           # a dispatch tick is under way (refill waits for it)
+    cdef bint refilling            # a receiver's refill is under way (ticks park behind)
     cdef object deque_append
     cdef object down_type
     cdef object batch_type
@@ -232,8 +233,8 @@ cdef Py_ssize_t drop_peer_subscriptions(Core self, uint32_t peer) except -1
 cdef list dispatch_tick(Core self, Py_ssize_t budget, Py_ssize_t max_backlog)
 cdef Py_ssize_t serve_parked(Core self, Py_ssize_t budget, Py_ssize_t max_backlog,
                              dict batches, list touched) except -1
-cdef Py_ssize_t serve_parked_of(Core self, uint32_t s, Py_ssize_t room, dict batches,
-                                list touched) except -1
+cdef Py_ssize_t serve_parked_of(Core self, uint32_t s, Py_ssize_t room, Py_ssize_t cap,
+                                dict batches, list touched) except -1
 cdef bint refill_inbox(Core self, uint64_t watcher, Py_ssize_t max_backlog) except -1
 cdef int serve_queue(Core self, Py_ssize_t budget, Py_ssize_t handed,
                      Py_ssize_t max_backlog, dict batches, list touched) except -1

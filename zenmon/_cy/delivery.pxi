@@ -80,7 +80,7 @@ cdef list dispatch_tick(Core self, Py_ssize_t budget, Py_ssize_t max_backlog):
         self.last_batch.clear()      # left adaptive pacing: nothing to track
     self.delivering = True
     try:
-        if self.parked_total:        # parked entries are older: serve them first
+        if self.parked_total and not self.refilling:   # older: served first
             handed = serve_parked(self, budget, max_backlog, batches, touched)
         serve_queue(self, budget, handed, max_backlog, batches, touched)
         for slot, pending in batches.items():
@@ -103,13 +103,16 @@ cdef Py_ssize_t serve_parked(Core self, Py_ssize_t budget, Py_ssize_t max_backlo
         room = budget - handed
         if max_backlog:
             room = min(room, room_in(self, s, batches, max_backlog))
-        handed += serve_parked_of(self, s, room, batches, touched)
+        handed += serve_parked_of(self, s, room, 0, batches, touched)
     return handed
 
 
-cdef Py_ssize_t serve_parked_of(Core self, uint32_t s, Py_ssize_t room, dict batches,
-                                list touched) except -1:
-    """Hand up to `room` of watcher `s`'s parked entries over, in order. -> handed."""
+cdef Py_ssize_t serve_parked_of(Core self, uint32_t s, Py_ssize_t room, Py_ssize_t cap,
+                                dict batches, list touched) except -1:
+    """Hand up to `room` of watcher `s`'s parked entries over, in order, and (with
+    `cap` > 0) only while its inbox holds fewer than `cap` messages (looked at for
+    each: building an Exit runs Python code, so other threads may append). ->
+    handed."""
     cdef Py_ssize_t handed = 0
     cdef QueuedDown q
     cdef DownQueue parked
@@ -118,6 +121,8 @@ cdef Py_ssize_t serve_parked_of(Core self, uint32_t s, Py_ssize_t room, dict bat
     if parked is None:
         return 0                   # nothing parked, or its watcher died meanwhile
     while room > 0 and parked.length and self.parked.get(slot) is parked:
+        if cap and (self.inboxes[s] is None or len(self.inboxes[s]) >= cap):
+            break
         q = parked.pop()
         self.parked_total -= 1
         self.n_taken += 1
@@ -140,7 +145,11 @@ cdef bint refill_inbox(Core self, uint64_t watcher, Py_ssize_t max_backlog) exce
     if self.delivering or s == NIL or self.processes[s].alive & PROCESS_BULK \
             or not self.processes[s].alive & PROCESS_PARKED:
         return False
-    serve_parked_of(self, s, room_in(self, s, None, max_backlog), None, [])
+    self.refilling = True          # a tick meanwhile parks behind us, serves no parked
+    try:
+        serve_parked_of(self, s, max_backlog, max_backlog, None, [])
+    finally:
+        self.refilling = False
     return self.processes[s].alive & PROCESS_PARKED != 0
 
 
