@@ -247,8 +247,11 @@ class Process:
         is dropped (and unsubscribed remotely). Exiting twice is a no-op.
         """
         ctx = self._ctx
-        if self._exit(ctx, truncated(ctx.config, reason)):
-            ctx.dispatcher.downs_queued()
+        if type(reason) is not str or len(reason) > ctx.config.max_binary_size:
+            reason = truncated(ctx.config, reason)     # (short strings pass as they are)
+        dispatcher = ctx.dispatcher
+        if self._exit(ctx, reason) and dispatcher.sleeping:
+            dispatcher.downs_queued()
 
     def _exit(self, ctx: NodeContext, reason: Any) -> int:
         """Exit with a truncated `reason`. -> DOWNs queued (the caller wakes the
